@@ -1,0 +1,5 @@
+import sys
+
+from mrflow.cli import main
+
+sys.exit(main())
