@@ -1,0 +1,382 @@
+"""The staged-sampling pipeline: prompt → low-res flow → decode → upscale → encode → noise → refine → decode."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mrflow.backbone import Backbone
+from mrflow.config import NativeConfig, SamplingConfig, StagedConfig, get_preset
+from mrflow.flow import add_noise, euler_sample, refine_sigmas
+from mrflow.images import OUTPUT_TYPES, OutputType, convert_output, unit_to_vae, vae_to_unit
+from mrflow.output import STAGES, MrFlowOutput
+from mrflow.seeding import derive_seed, draw_noise, generators, image_seeds
+from mrflow.timing import StageTimer
+from mrflow.upscalers import Upscaler, load_upscaler
+
+logger = logging.getLogger(__name__)
+
+Generators = torch.Generator | list[torch.Generator]
+StepCallback = Callable[[str, int, float, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated call: everything the stages need, nothing left to check."""
+
+    prompts: list[str]
+    negative_prompts: list[str] | None
+    num_images_per_prompt: int
+    size: tuple[int, int]
+    low_res_size: tuple[int, int] | None
+    config: SamplingConfig
+    guidance: float
+    seeds: list[int]
+    output_type: OutputType
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.prompts) * self.num_images_per_prompt
+
+
+def _as_prompt_list(value: str | list[str], name: str) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"{name} must be a string or a non-empty list of strings, got {value!r}")
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{name} entries must be strings, got {item!r}")
+    return items
+
+
+def round_to_multiple(value: float, multiple: int) -> int:
+    """Nearest multiple of ``multiple`` (halves round up), at least ``multiple``."""
+    return max(multiple, int(value / multiple + 0.5) * multiple)
+
+
+class MrFlowPipeline:
+    """Staged text-to-image sampling over any :class:`~mrflow.backbone.Backbone`.
+
+    Args:
+        backbone: the flow-matching model (see ``mrflow.pipelines`` for the adapters).
+        upscaler: stage-2 super-resolution, as an object, a built-in name or a weights file;
+            ``None`` means bicubic interpolation.
+    """
+
+    def __init__(self, backbone: Backbone, upscaler: Upscaler | str | Path | None = None) -> None:
+        self.backbone = backbone
+        self.upscaler = load_upscaler(upscaler, backbone.device)
+        self._progress: dict[str, Any] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained: str | Path,
+        upscaler: Upscaler | str | Path | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **backbone_kwargs: Any,
+    ) -> MrFlowPipeline:
+        """Load a backbone from a hub id or a diffusers folder (family detected from ``model_index.json``)."""
+        from mrflow.pipelines import load_backbone
+
+        backbone = load_backbone(pretrained, device=device, dtype=dtype, **backbone_kwargs)
+        return cls(backbone, upscaler)
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    def to(self, device: torch.device | str) -> MrFlowPipeline:
+        self.backbone.to(device)
+        self.upscaler.to(device)
+        return self
+
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        """Options for the per-stage tqdm bars, e.g. ``disable=True``."""
+        self._progress = dict(kwargs)
+
+    # ------------------------------------------------------------------ validation
+    def resolve_config(
+        self,
+        preset: str | SamplingConfig,
+        overrides: dict[str, Any],
+    ) -> SamplingConfig:
+        """The preset with explicit values applied; overriding a field the mode lacks is an error."""
+        config = get_preset(preset) if isinstance(preset, str) else preset
+        if not isinstance(config, StagedConfig | NativeConfig):
+            raise ValueError(f"preset must be a preset name or a sampling config, got {preset!r}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        fields = {f.name for f in dataclasses.fields(config)}
+        wrong = sorted(set(given) - fields)
+        if wrong:
+            mode = "native" if isinstance(config, NativeConfig) else "staged"
+            raise ValueError(f"{wrong} do not apply to {mode} sampling (preset {preset!r})")
+        return dataclasses.replace(config, **given)
+
+    def _check_size(self, name: str, value: int) -> None:
+        multiple, minimum = self.backbone.size_multiple, self.backbone.min_size
+        if isinstance(value, bool) or not isinstance(value, int) or value % multiple or value < minimum:
+            raise ValueError(f"{name} must be an integer multiple of {multiple} and >= {minimum}, got {value!r}")
+
+    def check_inputs(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None,
+        height: int | None,
+        width: int | None,
+        config: SamplingConfig,
+        guidance_scale: float | None,
+        num_images_per_prompt: int,
+        seed: int | list[int] | None,
+        output_type: str,
+    ) -> Request:
+        """Validate everything before any model runs; raise ``ValueError`` naming the bad value."""
+        prompts = _as_prompt_list(prompt, "prompt")
+        if any(not p.strip() for p in prompts):
+            raise ValueError(f"prompts must not be empty, got {prompts!r}")
+        negatives = None
+        if negative_prompt is not None:
+            negatives = _as_prompt_list(negative_prompt, "negative_prompt")
+            if len(negatives) == 1 and len(prompts) > 1:
+                negatives = negatives * len(prompts)
+            if len(negatives) != len(prompts):
+                raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
+            if not self.backbone.uses_negative_prompt:
+                raise ValueError(f"{self.backbone.family} does not use a negative prompt with this guidance setup")
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int):
+            raise ValueError(f"num_images_per_prompt must be an integer >= 1, got {num_images_per_prompt!r}")
+        if num_images_per_prompt < 1:
+            raise ValueError(f"num_images_per_prompt must be an integer >= 1, got {num_images_per_prompt!r}")
+        size = (height or self.backbone.default_size, width or self.backbone.default_size)
+        self._check_size("height", size[0])
+        self._check_size("width", size[1])
+        low_res_size = None
+        if isinstance(config, StagedConfig):
+            multiple = self.backbone.size_multiple
+            low_res_size = (
+                round_to_multiple(size[0] * config.low_res_scale, multiple),
+                round_to_multiple(size[1] * config.low_res_scale, multiple),
+            )
+            if min(low_res_size) < self.backbone.min_size:
+                raise ValueError(
+                    f"low-res size {low_res_size[0]}x{low_res_size[1]} (target {size[0]}x{size[1]} × "
+                    f"low_res_scale {config.low_res_scale}) is below the model's minimum {self.backbone.min_size}"
+                )
+        guidance = self.backbone.default_guidance if guidance_scale is None else guidance_scale
+        if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not guidance >= 0:
+            raise ValueError(f"guidance_scale must be a number >= 0, got {guidance_scale!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        batch = len(prompts) * num_images_per_prompt
+        return Request(
+            prompts=prompts,
+            negative_prompts=negatives,
+            num_images_per_prompt=num_images_per_prompt,
+            size=size,
+            low_res_size=low_res_size,
+            config=config,
+            guidance=float(guidance),
+            seeds=image_seeds(seed, batch),
+            output_type=output_type,  # type: ignore[arg-type]
+        )
+
+    # ------------------------------------------------------------------ the call
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        preset: str | SamplingConfig = "12plus1",
+        *,
+        low_res_scale: float | None = None,
+        low_res_steps: int | None = None,
+        refine_steps: int | None = None,
+        refine_sigma: float | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        num_images_per_prompt: int = 1,
+        seed: int | list[int] | None = None,
+        generator: Generators | None = None,
+        output_type: str = "pil",
+        callback: StepCallback | None = None,
+    ) -> MrFlowOutput:
+        """Generate images.
+
+        Args:
+            prompt: one prompt or a list; each yields ``num_images_per_prompt`` images in a row.
+            negative_prompt: for backbones with true CFG; one string or one per prompt.
+            height, width: target size in pixels (multiples of ``backbone.size_multiple``).
+            preset: ``"12plus1"``, ``"20plus1"``, ``"12plus1-text"``, ``"native"`` or a config object.
+            low_res_scale, low_res_steps, refine_steps, refine_sigma: override the staged preset;
+                ``refine_sigma`` is the true noise level in (0, 1).
+            num_inference_steps: override the step count of native sampling.
+            guidance_scale: the backbone's guidance (distilled for FLUX.1, CFG for SD3); same value
+                in both sampling stages.
+            seed: image ``i`` uses ``seed + i`` (or give one seed per image); refine noise uses a
+                seed derived from it. ``None`` draws fresh seeds, recorded in the output.
+            generator: diffusers-style alternative to ``seed``: one generator, or one per image,
+                used for the stage-1 and then the refine noise.
+            output_type: ``"pil"``, ``"pt"`` (``(B, 3, H, W)`` in [0, 1]) or ``"np"`` (``(B, H, W, 3)``).
+            callback: ``callback(stage, step, sigma, latents)`` after every Euler step.
+        """
+        overrides = {
+            "low_res_scale": low_res_scale,
+            "low_res_steps": low_res_steps,
+            "refine_steps": refine_steps,
+            "refine_sigma": refine_sigma,
+            "steps": num_inference_steps,
+        }
+        config = self.resolve_config(preset, overrides)
+        request = self.check_inputs(
+            prompt, negative_prompt, height, width, config, guidance_scale, num_images_per_prompt, seed, output_type
+        )
+        noise_gens, refine_gens, seeds, refine_seeds = self._generators(request, seed, generator)
+        timer = StageTimer(self.device)
+        start = timer.now()
+        with timer.stage("text_encoding"):
+            embeddings = self.backbone.encode_prompt(
+                request.prompts, request.negative_prompts, request.num_images_per_prompt, request.guidance
+            )
+        run = _Run(self.backbone, embeddings, request.guidance, timer, callback, self._progress)
+        if isinstance(config, StagedConfig):
+            assert request.low_res_size is not None
+            low_res_latents = run.sample("low_res_sampling", request.low_res_size, config.low_res_steps, noise_gens)
+            low_res_image = run.decode("low_res_decode", low_res_latents)
+            with timer.stage("upscale"):
+                upscaled_image = self.upscaler.upscale(low_res_image, request.size)
+            upscaled_latents = run.encode(upscaled_image)
+            refined_latents = run.refine(upscaled_latents, config, refine_gens)
+            image = run.decode("decode", refined_latents)
+        else:
+            steps = config.steps or self.backbone.default_steps
+            image = run.decode("decode", run.sample("native_sampling", request.size, steps, noise_gens))
+            low_res_image = upscaled_image = None
+        with timer.stage("postprocess"):
+            outputs = [
+                None if x is None else convert_output(x, request.output_type)
+                for x in (image, low_res_image, upscaled_image)
+            ]
+        total = timer.now() - start
+        return self._output(request, outputs, timer, total, run, seeds, refine_seeds)
+
+    def _generators(
+        self, request: Request, seed: int | list[int] | None, generator: Generators | None
+    ) -> tuple[list[torch.Generator], list[torch.Generator], list[int], list[int] | None]:
+        """Stage-1 and refine generators, one per image, and the seeds to record."""
+        batch = request.batch_size
+        if generator is None:
+            refine_seeds = [derive_seed(s, "refine") for s in request.seeds]
+            return generators(request.seeds), generators(refine_seeds), request.seeds, refine_seeds
+        if seed is not None:
+            raise ValueError("pass either seed or generator, not both")
+        gens = [generator] * batch if isinstance(generator, torch.Generator) else list(generator)
+        if len(gens) != batch or not all(isinstance(g, torch.Generator) for g in gens):
+            raise ValueError(f"generator must be a torch.Generator or a list of {batch}, got {generator!r}")
+        return gens, gens, [g.initial_seed() for g in gens], None
+
+    def _output(
+        self,
+        request: Request,
+        outputs: list[Any],
+        timer: StageTimer,
+        total: float,
+        run: _Run,
+        seeds: list[int],
+        refine_seeds: list[int] | None,
+    ) -> MrFlowOutput:
+        config = request.config
+        staged = isinstance(config, StagedConfig)
+        stage_seconds = {name: timer.seconds.get(name, 0.0) for name in STAGES}
+        return MrFlowOutput(
+            images=outputs[0],
+            low_res_images=outputs[1],
+            upscaled_images=outputs[2],
+            stage_seconds=stage_seconds,
+            total_seconds=total,
+            model_evals=dict(run.evals),
+            seeds=seeds,
+            refine_seeds=refine_seeds,
+            sigmas=run.sigmas,
+            refine_sigma=config.refine_sigma if isinstance(config, StagedConfig) else None,
+            size=request.size,
+            low_res_size=request.low_res_size,
+            config={"mode": "staged" if staged else "native", **dataclasses.asdict(config)},
+        )
+
+
+class _Run:
+    """The stages of one call, sharing the backbone, the prompt embeddings and the timer."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        embeddings: Any,
+        guidance: float,
+        timer: StageTimer,
+        callback: StepCallback | None,
+        progress: dict[str, Any],
+    ) -> None:
+        self.backbone, self.embeddings, self.guidance = backbone, embeddings, guidance
+        self.timer, self.callback, self.progress = timer, callback, progress
+        self.evals: dict[str, int] = {}
+        self.sigmas: dict[str, list[float]] = {}
+        self.batch = 0
+
+    def _integrate(self, stage: str, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+        self.sigmas[stage] = [float(s) for s in sigmas]
+        self.evals[stage] = len(sigmas) - 1
+        bar = tqdm(total=len(sigmas) - 1, desc=stage, leave=False, **self.progress)
+
+        def velocity(latents: torch.Tensor, sigma: float) -> torch.Tensor:
+            return self.backbone.velocity(latents, sigma, self.embeddings, self.guidance)
+
+        def on_step(step: int, sigma: float, latents: torch.Tensor) -> None:
+            bar.update(1)
+            if self.callback is not None:
+                self.callback(stage, step, sigma, latents)
+
+        try:
+            return euler_sample(velocity, x, sigmas, on_step)
+        finally:
+            bar.close()
+
+    def _latent_shape(self, size: tuple[int, int]) -> tuple[int, int, int]:
+        factor = self.backbone.vae_scale_factor
+        return (self.backbone.latent_channels, size[0] // factor, size[1] // factor)
+
+    def sample(self, stage: str, size: tuple[int, int], steps: int, gens: list[torch.Generator]) -> torch.Tensor:
+        """Flow sampling from pure noise on the backbone's own schedule for ``size``."""
+        with self.timer.stage(stage):
+            noise = draw_noise(self._latent_shape(size), gens, self.backbone.device)
+            sigmas = self.backbone.native_sigmas(steps, *size)
+            logger.debug("%s: %dx%d, sigmas %s", stage, size[0], size[1], [round(float(s), 4) for s in sigmas])
+            return self._integrate(stage, noise, sigmas)
+
+    def decode(self, stage: str, latents: torch.Tensor) -> torch.Tensor:
+        """Latents → ``(B, 3, H, W)`` in [0, 1]."""
+        with self.timer.stage(stage):
+            return vae_to_unit(self.backbone.decode(latents))
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] → latents."""
+        with self.timer.stage("encode"):
+            return self.backbone.encode(unit_to_vae(image))
+
+    def refine(self, latents: torch.Tensor, config: StagedConfig, gens: list[torch.Generator]) -> torch.Tensor:
+        """Inject noise at the true level σ, then Euler from σ to 0 on a uniform, unshifted schedule."""
+        with self.timer.stage("refine"):
+            sigmas = refine_sigmas(config.refine_sigma, config.refine_steps)
+            noise = draw_noise(tuple(latents.shape[1:]), gens, latents.device)
+            noisy = add_noise(latents, noise, config.refine_sigma)
+            logger.debug("refine: true sigma %.4f, %d steps", config.refine_sigma, config.refine_steps)
+            return self._integrate("refine", noisy, sigmas)
