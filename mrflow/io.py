@@ -49,7 +49,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, overwrite: 
     """
     path = Path(path)
     if not overwrite and path.exists():
-        raise FileExistsError(errno.EEXIST, "file exists (pass overwrite to replace it)", str(path))
+        raise _exists(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -71,25 +71,30 @@ def _link_without_replacing(tmp: Path, path: Path) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise FileExistsError(errno.EEXIST, "file exists (pass overwrite to replace it)", str(path)) from None
+        raise _exists(path) from None
     except OSError as exc:
         if exc.errno not in _NO_HARD_LINKS:
             raise
         if path.exists():  # no hard links on this filesystem: check, then rename
-            raise FileExistsError(errno.EEXIST, "file exists (pass overwrite to replace it)", str(path)) from None
+            raise _exists(path) from None
         os.replace(tmp, path)
+
+
+def _exists(path: Path) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "file exists (pass overwrite to replace it)", str(path))
 
 
 def image_format(path: str | Path) -> str:
     """The PIL format name for a path's suffix; raises :class:`ImageFileError` for other suffixes."""
     suffix = Path(path).suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise ImageFileError(f"{path}: unsupported image type {suffix!r}, expected one of {sorted(IMAGE_SUFFIXES)}")
+        expected = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise ImageFileError(f"{path}: unsupported image type {suffix!r}, expected one of {expected}")
     return IMAGE_SUFFIXES[suffix]
 
 
 def probe_image(path: str | Path) -> tuple[int, int]:
-    """Check that ``path`` is a readable image by its header, without decoding it; returns ``(width, height)``."""
+    """Check by its header, without decoding, that ``path`` is an image; returns ``(width, height)``."""
     try:
         with Image.open(path) as image:
             return image.size

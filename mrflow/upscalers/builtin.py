@@ -26,7 +26,7 @@ from mrflow.upscalers.ncnn import Arch, convert_ncnn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BuiltinUpscaler", "available_upscalers", "builtin_weights", "cache_dir"]
+__all__ = ["BuiltinUpscaler", "available_upscalers", "builtin_scale", "builtin_weights", "cache_dir"]
 
 CACHE_ENV_VAR = "MRFLOW_CACHE_DIR"
 _CACHE_FORMAT = "mrflow-ncnn-1"
@@ -41,17 +41,16 @@ class BuiltinUpscaler:
     ncnn_stem: str
     arch: Arch
     description: str
+    scale: int = 4  # all three Real-ESRGAN networks are ×4
 
 
 _BUILTINS = (
+    BuiltinUpscaler("realesrgan-x4plus", "REALESRGAN_X4PLUS_UP4X", "rrdb", "RRDBNet 23 blocks, ×4, photos"),
     BuiltinUpscaler(
-        "realesrgan-x4plus", "REALESRGAN_X4PLUS_UP4X", "rrdb", "RRDBNet 23 blocks, ×4, photos (16.7 M)"
+        "realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", "rrdb", "RRDBNet 6 blocks, ×4, anime"
     ),
     BuiltinUpscaler(
-        "realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", "rrdb", "RRDBNet 6 blocks, ×4, anime (4.5 M)"
-    ),
-    BuiltinUpscaler(
-        "realesr-animevideov3", "REALESRGAN_ANIMAVIDEOV3_UP4X", "compact", "SRVGGNetCompact, ×4, fast (0.6 M)"
+        "realesr-animevideov3", "REALESRGAN_ANIMAVIDEOV3_UP4X", "compact", "SRVGGNetCompact, ×4, fast"
     ),
 )
 
@@ -66,6 +65,11 @@ def _builtin(name: str) -> BuiltinUpscaler:
         if builtin.name == name:
             return builtin
     raise ValueError(f"unknown upscaler {name!r}; available: {', '.join(available_upscalers())}")
+
+
+def builtin_scale(name: str) -> int:
+    """The native scale of a built-in model, known without loading it."""
+    return _builtin(name).scale
 
 
 def cache_dir() -> Path:
@@ -138,7 +142,11 @@ def builtin_weights(name: str) -> tuple[dict[str, torch.Tensor], Path]:
         return state, path
     start = time.perf_counter()
     state = convert_ncnn(*sources, arch=builtin.arch)
-    metadata = {"format": _CACHE_FORMAT, "source_sha256": source_digest, "tensors_sha256": _tensors_digest(state)}
+    metadata = {
+        "format": _CACHE_FORMAT,
+        "source_sha256": source_digest,
+        "tensors_sha256": _tensors_digest(state),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), overwrite=True)
     logger.info("converted %s to %s in %.2f s", name, path, time.perf_counter() - start)

@@ -44,14 +44,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"upscaler weights file not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise ModelFileError(f"{path}: unsupported weights file type {suffix!r}, expected {SUPPORTED_SUFFIXES}")
+        expected = ", ".join(SUPPORTED_SUFFIXES)
+        raise ModelFileError(f"{path}: unsupported weights file type {suffix!r}, expected {expected}")
     try:
         if suffix == ".safetensors":
             state = load_file(path, device="cpu")
         else:
             state = _load_pickle(path)
     except pickle.UnpicklingError as exc:
-        raise ModelFileError(f"{path}: refused to unpickle (not plain tensors, possibly unsafe): {exc}") from exc
+        raise ModelFileError(f"{path}: refused to unpickle (not plain tensors, unsafe?): {exc}") from exc
     except (SafetensorError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         raise ModelFileError(f"{path}: corrupt or truncated weights file: {exc}") from exc
     if not isinstance(state, dict):
