@@ -15,7 +15,9 @@ SubcommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _subcommands() -> list[SubcommandAdder]:
-    adders: list[SubcommandAdder] = []
+    from mrflow import cli_upscale
+
+    adders: list[SubcommandAdder] = [cli_upscale.add_parser]
     return adders
 
 
