@@ -8,11 +8,13 @@ from __future__ import annotations
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring", "cross")
 
-# sRGB, 0–255. Lab hues are at least ~25° apart; textures use darker shades of the same colour.
+# sRGB, 0–255. HSV hues are at least 25° apart (red 358, orange 28, yellow 55, green 132, cyan 187,
+# blue 226, purple 274, pink 324) and chroma (max − min) ≥ 0.5; textures use darker shades of the same
+# colour, which keep the hue.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 40),
-    "orange": (240, 130, 20),
-    "yellow": (235, 210, 30),
+    "orange": (240, 120, 15),
+    "yellow": (240, 220, 20),
     "green": (40, 160, 65),
     "cyan": (25, 185, 205),
     "blue": (40, 80, 215),
