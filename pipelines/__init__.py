@@ -14,6 +14,9 @@ from mrflow.backbone import Backbone
 ADAPTERS: dict[str, str] = {
     "FluxPipeline": "mrflow.pipelines.flux:FluxBackbone",
     "StableDiffusion3Pipeline": "mrflow.pipelines.sd3:SD3Backbone",
+    "QwenImagePipeline": "mrflow.pipelines.qwenimage:QwenImageBackbone",
+    "ZImagePipeline": "mrflow.pipelines.zimage:ZImageBackbone",
+    "Flux2KleinPipeline": "mrflow.pipelines.flux2:Flux2KleinBackbone",
 }
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
+from mrflow.config import backbone_defaults
 from mrflow.flow import (
     exponential_shift,
     linear_mu,
@@ -15,6 +19,8 @@ from mrflow.flow import (
     uniform_sigmas,
     with_terminal_zero,
 )
+
+logger = logging.getLogger(__name__)
 
 # Scheduler options whose schedules mrflow does not reproduce; refusing beats sampling wrongly.
 _UNSUPPORTED_SCHEDULER_FLAGS = (
@@ -72,7 +78,11 @@ def check_scheduler_config(config: Mapping[str, Any]) -> None:
 
 
 def scheduler_sigmas(
-    config: Mapping[str, Any], num_steps: int, num_tokens: int, base_sigmas: torch.Tensor | None = None
+    config: Mapping[str, Any],
+    num_steps: int,
+    num_tokens: int,
+    base_sigmas: torch.Tensor | None = None,
+    mu: float | None = None,
 ) -> torch.Tensor:
     """The schedule a diffusers ``FlowMatchEulerDiscreteScheduler`` with ``config`` would produce.
 
@@ -82,6 +92,8 @@ def scheduler_sigmas(
         num_tokens: image tokens at the sampled size, for the dynamic shift.
         base_sigmas: the unshifted grid a pipeline passes in (FLUX passes ``linspace(1, 1/N, N)``);
             ``None`` uses the scheduler's default grid from σ_max to σ_min of its training schedule.
+        mu: the dynamic shift a pipeline computes its own way (FLUX.2 Klein); ``None`` takes μ
+            linear in ``num_tokens`` from the config.
 
     Returns:
         ``num_steps + 1`` float32 σ ending in 0. The dynamic μ is capped at ``max_shift`` so sizes
@@ -96,13 +108,14 @@ def scheduler_sigmas(
             sigma_min = float(static_shift(torch.tensor(sigma_min, dtype=torch.float64), shift))
         base_sigmas = uniform_sigmas(num_steps, 1.0, sigma_min)
     if dynamic:
-        mu = linear_mu(
-            num_tokens,
-            int(config.get("base_image_seq_len", 256)),
-            int(config.get("max_image_seq_len", 4096)),
-            float(config.get("base_shift", 0.5)),
-            float(config.get("max_shift", 1.15)),
-        )
+        if mu is None:
+            mu = linear_mu(
+                num_tokens,
+                int(config.get("base_image_seq_len", 256)),
+                int(config.get("max_image_seq_len", 4096)),
+                float(config.get("base_shift", 0.5)),
+                float(config.get("max_shift", 1.15)),
+            )
         sigmas = exponential_shift(base_sigmas, mu)
     else:
         sigmas = static_shift(base_sigmas, shift)
@@ -110,3 +123,69 @@ def scheduler_sigmas(
     if terminal:
         sigmas = stretch_to_terminal(sigmas, float(terminal))
     return with_terminal_zero(sigmas)
+
+
+def linspace_sigmas(num_steps: int) -> torch.Tensor:
+    """The unshifted grid FLUX-style pipelines pass to the scheduler: ``linspace(1, 1/N, N)`` (float64)."""
+    return torch.from_numpy(np.linspace(1.0, 1.0 / num_steps, num_steps))
+
+
+def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance ``uncond + s·(cond − uncond)``."""
+    return uncond + scale * (cond - uncond)
+
+
+class PipelineBackbone:
+    """Plumbing shared by adapters that wrap one diffusers pipeline as ``self.pipe``.
+
+    Subclasses set ``pipeline_class`` and call :meth:`_use_defaults` with their variant name, which
+    takes the default steps, guidance and negative prompt from ``configs/<variant>.toml``.
+    """
+
+    pipeline_class: ClassVar[type]
+    family: ClassVar[str]
+    pipe: Any
+    variant: str
+    default_steps: int
+    default_guidance: float
+    default_negative_prompt: str | None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Load the diffusers pipeline (bf16 on CUDA, fp32 on CPU unless ``dtype`` is given) and wrap it."""
+        device = resolve_device(device)
+        dtype = dtype or default_dtype(device)
+        pipe = cls.pipeline_class.from_pretrained(str(source), dtype=dtype).to(device)
+        logger.info("loaded %s from %s (%s, %s)", cls.pipeline_class.__name__, source, device, dtype)
+        return cls(pipe, source=str(source), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipe.transformer.dtype
+
+    def to(self, device: torch.device | str) -> Any:
+        self.pipe.to(device)
+        return self
+
+    def _use_defaults(self, variant: str) -> None:
+        defaults = backbone_defaults(variant)
+        self.variant = variant
+        self.default_steps = defaults.steps
+        self.default_guidance = defaults.guidance
+        self.default_negative_prompt = defaults.negative_prompt
+
+    def _negatives(self, prompts: list[str], negative_prompts: list[str] | None) -> list[str]:
+        """The given negative prompts, or the variant's default one per prompt."""
+        if negative_prompts is not None:
+            return negative_prompts
+        return [self.default_negative_prompt or ""] * len(prompts)
