@@ -6,12 +6,10 @@ caption and the structured prompt always agree.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from mrflow.scenes.scene import ObjectSpec, Prompt
+from mrflow.scenes.prompt import ObjectSpec, Prompt
+from mrflow.scenes.vocab import COLOURS
 
 SHAPE_WORDS: dict[str, tuple[tuple[str, str], ...]] = {  # (singular, plural)
     "circle": (("circle", "circles"), ("disc", "discs")),
@@ -70,3 +68,65 @@ def caption_for(prompt: Prompt, rng: np.random.Generator) -> str:
         if prompt.position is not None:
             body = f"{body} {_pick(rng, POSITION_WORDS[prompt.position])}"
     return _pick(rng, FRAMES).format(body)
+
+
+def _parse_noun_phrase(text: str) -> tuple[ObjectSpec, int]:
+    """``"a big red star"`` / ``"three red stars"`` → (spec, count); raises ``ValueError``."""
+    count = 1
+    for number, words in COUNT_WORDS.items():
+        for word in sorted(words, key=len, reverse=True):
+            if text.startswith(word + " "):
+                count, text = number, text[len(word) + 1 :]
+                break
+        if count != 1:
+            break
+    else:
+        for article in ("a ", "an "):
+            text = text.removeprefix(article)
+    size = next((s for s, words in SIZE_WORDS.items() for w in words if text.startswith(w + " ")), None)
+    if size is not None:
+        text = text.split(" ", 1)[1]
+    colour, _, noun = text.partition(" ")
+    shapes = {
+        forms[0 if count == 1 else 1]: shape
+        for shape, all_forms in SHAPE_WORDS.items()
+        for forms in all_forms
+    }
+    if colour not in COLOURS or noun not in shapes:
+        raise ValueError(f"cannot parse object phrase {text!r}")
+    return ObjectSpec(shape=shapes[noun], colour=colour, size=size), count
+
+
+def _strip_frame(text: str) -> str:
+    for frame in FRAMES:
+        prefix, _, suffix = frame.partition("{}")
+        if prefix and text.startswith(prefix):
+            text = text[len(prefix) :]
+        if suffix and text.endswith(suffix):
+            text = text[: -len(suffix)]
+    return text
+
+
+def parse_caption(caption: str) -> Prompt:
+    """The structured prompt behind a caption written by :func:`caption_for`.
+
+    Raises:
+        ValueError: if ``caption`` is not in the grammar (the message quotes it).
+    """
+    text = _strip_frame(" ".join(caption.lower().strip().rstrip(".").split()))
+    try:
+        for relation, phrases in RELATION_WORDS.items():
+            for phrase in sorted(phrases, key=len, reverse=True):
+                left, sep, right = text.partition(f" {phrase} ")
+                if sep:
+                    subject, reference = _parse_noun_phrase(left)[0], _parse_noun_phrase(right)[0]
+                    return Prompt(kind="relation", subject=subject, relation=relation, reference=reference)
+        for position, phrases in POSITION_WORDS.items():
+            for phrase in phrases:
+                if text.endswith(f" {phrase}"):
+                    subject, _ = _parse_noun_phrase(text[: -len(phrase) - 1])
+                    return Prompt(kind="single", subject=subject, position=position)
+        subject, count = _parse_noun_phrase(text)
+        return Prompt(kind="count" if count > 1 else "single", subject=subject, count=count)
+    except ValueError as exc:
+        raise ValueError(f"caption {caption!r} is not in the scene grammar: {exc}") from exc

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from mrflow.scenes.scene import ObjectSpec, Prompt
+from mrflow.scenes.prompt import ObjectSpec, Prompt
 from mrflow.scenes.vocab import COLOURS
 
 MIN_CHROMA = 0.18  # foreground chroma (max − min channel, [0, 1]); backgrounds stay below ~0.09

@@ -20,6 +20,10 @@ RING_INNER = 0.55  # inner radius of a ring, as a fraction of its outer radius
 STAR_INNER = 0.42  # inner vertex radius of a five-pointed star
 CROSS_ARM = 0.35  # arm half-width of a cross, as a fraction of its arm half-length
 DOT_RADIUS = 0.3  # dot radius as a fraction of the dot period
+# Grain is white noise whose std is ``grain`` at this size and scales with the pixel count per side, so a
+# render downsampled by k has the grain of a render made at 1/k the size (averaging k² pixels divides the
+# std by k): grain is detail that exists only at high resolution, as in a real photograph.
+GRAIN_REFERENCE_SIZE = 256
 
 
 def _polygon_sdf(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.ndarray:
@@ -83,10 +87,19 @@ def _fade(period: float, px: float) -> float:
     return float(np.clip((period / px - 2.0) / 2.0, 0.0, 1.0))
 
 
+def _square_wave_integral(u: np.ndarray, period: float) -> np.ndarray:
+    """∫₀ᵘ of the 50 % square wave (1 on the first half of each period), in image sides."""
+    cycles = u / period
+    whole = np.floor(cycles)
+    return period * (0.5 * whole + np.minimum(cycles - whole, 0.5))
+
+
 def _stripes(u: np.ndarray, period: float, px: float) -> np.ndarray:
-    """Antialiased 50 % square-wave stripes across ``u``, in [0, 1]."""
-    wave = np.sin(2 * math.pi * u / period) * (period / (2 * math.pi * px))
-    return 0.5 + _fade(period, px) * (np.clip(0.5 + wave, 0.0, 1.0) - 0.5)
+    """50 % square-wave stripes across ``u``, box-filtered over a pixel exactly, in [0, 1].
+
+    Exact pixel averages compose: averaging k × k pixels of a render gives the render at 1/k the size.
+    """
+    return (_square_wave_integral(u + px / 2, period) - _square_wave_integral(u - px / 2, period)) / px
 
 
 def _texture(obj: SceneObject, u: np.ndarray, v: np.ndarray, sdf: np.ndarray, px: float) -> np.ndarray:
@@ -157,7 +170,7 @@ def render_float(scene: Scene, size: int) -> np.ndarray:
         _draw_object(image, obj)
     if scene.background.grain > 0:
         noise = np.random.default_rng(scene.background.noise_seed).standard_normal((size, size), np.float32)
-        image += (scene.background.grain * noise)[..., None]
+        image += (scene.background.grain * size / GRAIN_REFERENCE_SIZE * noise)[..., None]
     return np.clip(image, 0.0, 1.0, out=image)
 
 
