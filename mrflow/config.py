@@ -50,6 +50,11 @@ class StagedConfig:
             raise ValueError(f"refine_sigma must be in (0, 1), got {self.refine_sigma!r}")
         if self.refine_start not in REFINE_STARTS:
             raise ValueError(f"refine_start must be one of {REFINE_STARTS}, got {self.refine_start!r}")
+        if self.refine_start == "schedule_node" and self.low_res_steps < 2:
+            raise ValueError(
+                f"refine_start='schedule_node' needs low_res_steps >= 2 (a schedule with an interior node), "
+                f"got {self.low_res_steps}"
+            )
 
 
 @dataclass(frozen=True)

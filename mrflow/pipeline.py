@@ -109,8 +109,14 @@ class MrFlowPipeline:
         preset: str | SamplingConfig,
         overrides: dict[str, Any],
     ) -> SamplingConfig:
-        """The preset with explicit values applied; overriding a field the mode lacks is an error."""
-        config = get_preset(preset) if isinstance(preset, str) else preset
+        """The preset with explicit values applied; overriding a field the mode lacks is an error.
+
+        A preset name is looked up among the backbone variant's presets (``configs/<variant>.toml``)
+        first, then the generic ones, so ``"12plus1"`` may differ per backbone and distilled
+        backbones add their own (``"4plus1"``).
+        """
+        variant = getattr(self.backbone, "variant", self.backbone.family)
+        config = get_preset(preset, variant) if isinstance(preset, str) else preset
         if not isinstance(config, StagedConfig | NativeConfig):
             raise ValueError(f"preset must be a preset name or a sampling config, got {preset!r}")
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -307,7 +313,7 @@ class MrFlowPipeline:
             seeds=seeds,
             refine_seeds=refine_seeds,
             sigmas=run.sigmas,
-            refine_sigma=config.refine_sigma if isinstance(config, StagedConfig) else None,
+            refine_sigma=run.sigmas["refine"][0] if staged else None,
             size=request.size,
             low_res_size=request.low_res_size,
             config={"mode": "staged" if staged else "native", **dataclasses.asdict(config)},
@@ -373,10 +379,27 @@ class _Run:
             return self.backbone.encode(unit_to_vae(image))
 
     def refine(self, latents: torch.Tensor, config: StagedConfig, gens: list[torch.Generator]) -> torch.Tensor:
-        """Inject noise at the true level σ, then Euler from σ to 0 on a uniform, unshifted schedule."""
+        """Inject noise at the true level σ of the refine schedule's first node, then Euler to 0.
+
+        With ``refine_start="sigma"`` the schedule is uniform and unshifted from ``refine_sigma``;
+        with ``"schedule_node"`` it is the tail of the backbone's native ``low_res_steps``-step
+        schedule for the target size from the node nearest ``refine_sigma``. Either way
+        ``sigmas["refine"][0]`` is the noise level actually injected.
+        """
         with self.timer.stage("refine"):
-            sigmas = refine_sigmas(config.refine_sigma, config.refine_steps)
+            if config.refine_start == "schedule_node":
+                factor = self.backbone.vae_scale_factor
+                size = (latents.shape[-2] * factor, latents.shape[-1] * factor)
+                native = self.backbone.native_sigmas(config.low_res_steps, *size)
+                # Interior nodes only (not σ = 1 or the final 0); ties go to the lower σ.
+                distance = [abs(float(s) - config.refine_sigma) for s in native]
+                start = min(range(1, len(native) - 1), key=lambda i: (distance[i], -i))
+                sigmas = native[start:].to(torch.float32)
+                logger.info("refine starts at native node %d: sigma %.4f", start, float(sigmas[0]))
+            else:
+                sigmas = refine_sigmas(config.refine_sigma, config.refine_steps)
+            first_sigma = float(sigmas[0])
             noise = draw_noise(tuple(latents.shape[1:]), gens, latents.device)
-            noisy = add_noise(latents, noise, config.refine_sigma)
-            logger.debug("refine: true sigma %.4f, %d steps", config.refine_sigma, config.refine_steps)
+            noisy = add_noise(latents, noise, first_sigma)
+            logger.debug("refine: true sigma %.4f, %d steps", first_sigma, len(sigmas) - 1)
             return self._integrate("refine", noisy, sigmas)

@@ -3,7 +3,8 @@
 Family facts: latents ``(B, 16, H/8, W/8)`` are packed into 2×2 patches, so image sides are
 multiples of 16; the schedule is ``linspace(1, 1/N, N)`` shifted exponentially with μ linear in
 the packed token count; dev embeds a distilled guidance value (default 3.5), schnell has none
-(guidance 0, 4 steps). True CFG with a negative prompt is optional (``true_cfg_scale > 1``).
+(guidance 0, 4 steps); defaults come from ``configs/flux-dev.toml`` / ``configs/flux-schnell.toml``.
+True CFG with a negative prompt is optional (``true_cfg_scale > 1``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from diffusers import FluxPipeline
 
+from mrflow.config import backbone_defaults
 from mrflow.pipelines.common import (
     decode_scaled,
     default_dtype,
@@ -70,8 +72,11 @@ class FluxBackbone:
         self.size_multiple = self.vae_scale_factor * 2
         self.min_size = self.size_multiple * 2
         self.default_size = 128 * self.vae_scale_factor
-        self.default_steps = 28 if self.guidance_embeds else 4
-        self.default_guidance = 3.5 if self.guidance_embeds else 0.0
+        # dev embeds a distilled guidance value; schnell (timestep-distilled, 4 steps) has none.
+        self.variant = "flux-dev" if self.guidance_embeds else "flux-schnell"
+        defaults = backbone_defaults(self.variant)
+        self.default_steps = defaults.steps
+        self.default_guidance = defaults.guidance
         self._image_ids: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
