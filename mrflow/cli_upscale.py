@@ -7,19 +7,15 @@ Exit codes: 0 success; 1 an input could not be read, an output exists, or the mo
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+# torch and the models are imported when the command runs, so building the parser stays instant.
+if TYPE_CHECKING:
+    import torch
 
-from mrflow.io import IMAGE_SUFFIXES, ImageFileError
-from mrflow.upscalers.builtin import available_upscalers
-from mrflow.upscalers.files import MAX_SCALE, upscale_files
-from mrflow.upscalers.loading import ModelFileError
-from mrflow.upscalers.spandrel_upscaler import UpscalerConfig
-
-logger = logging.getLogger(__name__)
+    from mrflow.upscalers import UpscalerConfig
 
 
 def _scale(text: str) -> float:
@@ -27,8 +23,8 @@ def _scale(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= MAX_SCALE:
-        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_SCALE:g}], got {text}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
@@ -57,7 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--upscaler",
         default="realesrgan-x4plus",
         metavar="NAME_OR_FILE",
-        help=f"built-in name ({', '.join(available_upscalers())}) or weights file (default: %(default)s)",
+        help="built-in name (realesrgan-x4plus, realesr-animevideov3, ...) or weights file (.safetensors, "
+        ".pth, .pt, .ckpt); an unknown name lists the built-in ones (default: %(default)s)",
     )
     parser.add_argument("--scale", type=_scale, help="output/input size per side (default: native)")
     parser.add_argument(
@@ -75,6 +72,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _resolve_device(text: str) -> torch.device:
+    import torch
+
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -90,6 +89,10 @@ def _resolve_device(text: str) -> torch.device:
 
 def _check_arguments(args: argparse.Namespace) -> tuple[torch.device, UpscalerConfig]:
     """Validate what argparse cannot; a bad argument exits with code 2 through ``parser.error``."""
+    from mrflow.io import IMAGE_SUFFIXES
+    from mrflow.upscalers import UpscalerConfig, available_upscalers
+    from mrflow.upscalers.files import MAX_SCALE
+
     parser: argparse.ArgumentParser = args.parser
     try:
         device = _resolve_device(args.device)
@@ -101,8 +104,11 @@ def _check_arguments(args: argparse.Namespace) -> tuple[torch.device, UpscalerCo
             f"argument --upscaler: {spec!r} is neither a file nor a built-in name "
             f"({', '.join(available_upscalers())})"
         )
+    if args.scale is not None and args.scale > MAX_SCALE:
+        parser.error(f"argument --scale: must be at most {MAX_SCALE:g}, got {args.scale:g}")
     out: Path | None = args.out
-    if out is not None and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir() and len(args.inputs) > 1:
+    is_file_name = out is not None and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
+    if is_file_name and len(args.inputs) > 1:
         parser.error(f"argument --out: {out} is a file name but {len(args.inputs)} inputs were given")
     missing = [str(p) for p in args.inputs if not p.is_file()]
     if missing:
@@ -116,6 +122,9 @@ def _check_arguments(args: argparse.Namespace) -> tuple[torch.device, UpscalerCo
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mrflow upscale``; returns the exit code."""
+    from mrflow.io import ImageFileError
+    from mrflow.upscalers import ModelFileError, upscale_files
+
     device, config = _check_arguments(args)
     try:
         outputs = upscale_files(

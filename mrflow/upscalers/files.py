@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["plan_outputs", "upscale_files"]
 
-MAX_SCALE = 16.0
+MAX_SCALE = 16.0  # also checked by the command line
 
 
 def _scale_label(scale: float) -> str:
