@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         _check_settings(settings)
         if args.seed is not None and not 0 <= args.seed < 2**62:
             raise ValueError(f"argument --seed: must be in [0, 2**62), got {args.seed}")
-        state = PartialState()
+        state = PartialState(cpu=_wants_cpu(args.device))
         seed = _shared_seed(args.seed, state)
         jobs = _select_jobs(args, plan_jobs(specs, args.num_images, seed, args.out))
         args.out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +169,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet and state.is_main_process:
         print(_summary(settings.get("preset", "12plus1"), outputs, len(jobs), len(records), args.out))
     return 0
+
+
+def _wants_cpu(device: str | None) -> bool:
+    """Processes run on the CPU when asked to, or when there is no CUDA device (gloo backend)."""
+    import torch
+
+    return (device is not None and device.startswith("cpu")) or not torch.cuda.is_available()
 
 
 def _shared_seed(seed: int | None, state: Any) -> int:
