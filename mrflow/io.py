@@ -57,6 +57,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, overwrite: 
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode())  # temporary files are created private (0600)
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -64,6 +65,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, overwrite: 
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _default_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file under the current umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _link_without_replacing(tmp: Path, path: Path) -> None:

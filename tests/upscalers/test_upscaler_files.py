@@ -36,6 +36,9 @@ def test_atomic_write_never_clobbers_and_leaves_no_temporary_files(tmp_path: Pat
     assert target.read_bytes() == b"first"
     atomic_write(target, lambda tmp: tmp.write_bytes(b"third"), overwrite=True)
     assert target.read_bytes() == b"third" and os.listdir(tmp_path) == ["out.bin"]
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"")
+    assert target.stat().st_mode == plain.stat().st_mode  # not the private mode of temporary files
 
 
 @pytest.mark.parametrize(("suffix", "channels"), [(".png", 4), (".png", 3), (".webp", 4), (".jpg", 3)])
