@@ -1,0 +1,165 @@
+"""Train the embedded model's flow transformer on cached latents at 64², 128² and 256², then export.
+
+    python scripts/prepare_data.py && python scripts/train_vae.py     # data, autoencoder, latents
+    python scripts/train_flow.py --steps 600                          # a first model (~12 min)
+    python scripts/train_flow.py --steps 3000 --resume                # continue the same run
+
+Each step trains at one resolution drawn from ``--size-weights`` with that size's batch; σ is drawn
+from a logit-normal / uniform / refine-range mixture (:class:`mrflow.tiny.training.SigmaSampling`);
+captions are dropped with ``--drop`` for classifier-free guidance. An EMA of the weights is kept
+and exported. Checkpoints (``last.pt``) and ``train.log`` go to ``--out`` (default
+``~/.cache/mrflow/train/flow``); ``--export`` writes the complete model folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import time
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL
+from tqdm import tqdm
+
+from mrflow.tiny.data import (
+    default_train_dir,
+    load_caption_cache,
+    load_checkpoint,
+    load_latents,
+    save_checkpoint,
+)
+from mrflow.tiny.models import (
+    TinyModelConfig,
+    build_scheduler,
+    build_transformer,
+    count_parameters,
+    save_model_folder,
+)
+from mrflow.tiny.training import SigmaSampling, drop_captions, flow_loss, sample_sigmas
+
+SIZES = (64, 128, 256)
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1 - decay)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=default_train_dir() / "data")
+    parser.add_argument("--vae", type=Path, default=default_train_dir() / "vae" / "final")
+    parser.add_argument("--out", type=Path, default=default_train_dir() / "flow")
+    parser.add_argument("--export", type=Path, default=None, help="model folder to write at the end")
+    parser.add_argument("--steps", type=int, default=3000, help="total steps (a resumed run continues to it)")
+    parser.add_argument(
+        "--size-weights", type=float, nargs=3, default=[0.3, 0.2, 0.5], help="for 64, 128, 256"
+    )
+    parser.add_argument("--batch", type=int, nargs=3, default=[64, 32, 16], help="for 64, 128, 256")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--drop", type=float, default=0.1, help="caption dropout probability (CFG)")
+    parser.add_argument("--ema", type=float, default=0.998)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-every", type=int, default=100)
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(message)s",
+        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
+    )
+    log = logging.getLogger("train_flow")
+    config = TinyModelConfig()
+    torch.manual_seed(args.seed)
+    model = build_transformer(config.transformer)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    generator = torch.Generator().manual_seed(args.seed)
+    step, seconds = 0, 0.0
+    checkpoint = args.out / "last.pt"
+    if args.resume and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step, seconds = int(state["step"]), float(state["seconds"])
+        log.info("resumed from %s at step %d (%.0f s trained)", checkpoint, step, seconds)
+    latents = {size: load_latents(args.data, size) for size in SIZES}
+    text, null = load_caption_cache(args.data)
+    sampling = SigmaSampling()
+    size_weights = torch.tensor(args.size_weights)
+    log.info(
+        "transformer %.3f M params; %d steps; sizes %s weights %s batches %s",
+        count_parameters(model) / 1e6,
+        args.steps,
+        SIZES,
+        args.size_weights,
+        args.batch,
+    )
+    smoothed: dict[int, float] = {}
+    model.train()
+    start = time.time() - seconds
+    with tqdm(total=args.steps, initial=step, desc="flow") as bar:
+        while step < args.steps:
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+            which = int(torch.multinomial(size_weights, 1, generator=generator))
+            size, batch = SIZES[which], args.batch[which]
+            index = torch.randint(len(latents[size]), (batch,), generator=generator)
+            x0 = latents[size][index]
+            noise = torch.randn(x0.shape, generator=generator)
+            sigmas = sample_sigmas(batch, sampling, generator)
+            conditioning = drop_captions(text[index], null, args.drop, generator)
+            loss = flow_loss(model, x0, conditioning, sigmas, noise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            update_ema(ema, model, min(args.ema, (step + 1) / (step + 10)))
+            step += 1
+            value = float(loss.detach())
+            smoothed[size] = value if size not in smoothed else 0.97 * smoothed[size] + 0.03 * value
+            bar.update(1)
+            bar.set_postfix({str(s): f"{v:.3f}" for s, v in smoothed.items()})
+            if step % 25 == 0:
+                log.info(
+                    "step %d size %d loss %.4f smoothed %s %.0fs",
+                    step,
+                    size,
+                    value,
+                    {s: round(v, 4) for s, v in sorted(smoothed.items())},
+                    time.time() - start,
+                )
+            if step % args.save_every == 0 or step == args.steps:
+                state = {
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "step": step,
+                    "seconds": time.time() - start,
+                }
+                save_checkpoint(checkpoint, state)
+    log.info("trained %d steps, %.0f s in all", step, time.time() - start)
+    if args.export is not None:
+        vae = AutoencoderKL.from_pretrained(str(args.vae))
+        save_model_folder(args.export, vae, ema, build_scheduler(config.scheduler), config.text)
+        log.info("exported EMA weights to %s", args.export)
+
+
+if __name__ == "__main__":
+    main()
