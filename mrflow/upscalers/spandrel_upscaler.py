@@ -6,7 +6,8 @@ model this costs a full ×4 pass where shrinking the input first would cost a qu
 shrinking first throws away half the input's detail before the model sees it, while a ×4 pass
 followed by an antialiased ×0.5 keeps it (supersampling); the model pass is a few percent of a
 refinement step, so quality wins. Targets beyond the native scale are interpolated from one pass
-(running a GAN twice compounds its artefacts). Targets no larger than the input skip the model.
+(running a GAN twice compounds its artefacts). Targets no larger than the input skip the model
+(except for ×1 restoration models, which exist to be run at the input size).
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ class SpandrelUpscaler:
     def _probe_cuda_bytes_per_pixel(self) -> float:
         side = max(_PROBE_SIDE, self._descriptor.size_requirements.minimum)
         probe = torch.rand(1, 3, side, side, device=self.device)
+        self._module(self.compute_dtype)  # build (cast, compile) first: weights are not working memory
         torch.cuda.synchronize(self.device)
         baseline = torch.cuda.memory_allocated(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
@@ -234,7 +236,7 @@ class SpandrelUpscaler:
         _check_inputs(image, size, self.device)
         height, width = image.shape[-2:]
         source = image.float()
-        if size[0] > height or size[1] > width:
+        if size[0] > height or size[1] > width or self.scale == 1:
             min_tile = max(_MIN_TILE, self._descriptor.size_requirements.minimum)
             tile, overlap = self._tile_size(image), self.config.tile_overlap
             source = upscale_with_oom_retry(source, self._upscale_tile, self.scale, tile, overlap, min_tile)
