@@ -100,6 +100,8 @@ def qwenimage_pipeline(seed: int = 0) -> QwenImagePipeline:
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "max_position_embeddings": 1024,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]},
     }
     vision_config = {
