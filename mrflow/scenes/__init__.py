@@ -14,7 +14,7 @@ from mrflow.scenes.captions import caption_for, parse_caption
 from mrflow.scenes.detect import DetectedObject, PromptScore, detect, score_image, score_objects
 from mrflow.scenes.prompt import ObjectSpec, Prompt, sample_prompt
 from mrflow.scenes.render import make_batch, render, render_float, render_scenes
-from mrflow.scenes.scene import Background, Scene, SceneObject, sample_scene, sample_scenes
+from mrflow.scenes.scene import Background, Scene, SceneObject, layout_scene, sample_scene, sample_scenes
 
 __all__ = [
     "Background",
@@ -22,6 +22,7 @@ __all__ = [
     "PromptScore",
     "caption_for",
     "detect",
+    "layout_scene",
     "parse_caption",
     "score_image",
     "score_objects",

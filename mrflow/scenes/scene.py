@@ -221,13 +221,24 @@ def _sample_background(rng: np.random.Generator) -> Background:
     )
 
 
-def sample_scene(rng: np.random.Generator) -> Scene:
-    """Draw one scene (prompt, caption phrasing, layout, textures, background) from ``rng``."""
-    prompt = sample_prompt(rng)
-    caption = caption_for(prompt, rng)
+def layout_scene(prompt: Prompt, rng: np.random.Generator, caption: str | None = None) -> Scene:
+    """A scene depicting ``prompt``: layout, textures and background drawn from ``rng``.
+
+    Args:
+        prompt: what to draw.
+        rng: the source of every random choice.
+        caption: the caption to attach; ``None`` draws a phrasing of ``prompt`` from ``rng`` first.
+    """
+    if caption is None:
+        caption = caption_for(prompt, rng)
     placers = {"single": _place_single, "count": _place_count, "relation": _place_relation}
     objects = placers[prompt.kind](rng, prompt)
     return Scene(prompt=prompt, caption=caption, objects=objects, background=_sample_background(rng))
+
+
+def sample_scene(rng: np.random.Generator) -> Scene:
+    """Draw one scene (prompt, caption phrasing, layout, textures, background) from ``rng``."""
+    return layout_scene(sample_prompt(rng), rng)
 
 
 def sample_scenes(seed: int, count: int) -> list[Scene]:

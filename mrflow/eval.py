@@ -1,0 +1,258 @@
+"""Prompt-adherence benchmark: does the image show the colours, shapes, counts, sizes and layout asked for?
+
+A fixed held-out prompt set is drawn from the scene grammar (:mod:`mrflow.scenes`) with its own seed;
+every image is scored attribute by attribute by the deterministic detector, for native sampling and for
+the staged presets, timed in the same run. Outputs (written atomically into ``out_dir``):
+``report.json`` (everything), ``report.md`` (tables) and ``grid.png`` (prompt | native | low-res |
+upscaled | refined).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from mrflow.eval_report import make_grid, markdown_report
+from mrflow.io import atomic_write
+from mrflow.output import MrFlowOutput
+from mrflow.scenes import Prompt, parse_caption, sample_scene, score_image
+from mrflow.scenes.detect import ATTRIBUTES
+
+logger = logging.getLogger(__name__)
+
+# Seed of the held-out prompt set. Training data must be drawn from other seeds.
+BENCHMARK_SEED = 2_026_070_401
+DEFAULT_PROMPT_COUNT = 150
+KIND_SHARES: dict[str, float] = {"single": 1 / 2, "relation": 1 / 3, "count": 1 / 6}
+
+
+@dataclass(frozen=True)
+class BenchmarkPrompt:
+    """A prompt text and the structure the detector scores it against."""
+
+    text: str
+    prompt: Prompt
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("benchmark prompt text must not be empty")
+
+
+class TextToImage(Protocol):
+    """What the benchmark calls: :class:`mrflow.MrFlowPipeline` or anything with the same call."""
+
+    def __call__(
+        self, prompt: list[str], *, height: int, width: int, preset: str, seed: list[int], output_type: str
+    ) -> MrFlowOutput: ...
+
+
+def benchmark_prompts(count: int = DEFAULT_PROMPT_COUNT, seed: int = BENCHMARK_SEED) -> list[BenchmarkPrompt]:
+    """The held-out prompt set: exactly ``KIND_SHARES`` of each kind (rounded), in sampling order.
+
+    Raises:
+        ValueError: if ``count`` < 3.
+    """
+    if count < 3:
+        raise ValueError(f"count must be at least 3, got {count!r}")
+    quota = {kind: round(count * share) for kind, share in KIND_SHARES.items()}
+    quota["single"] = count - quota["relation"] - quota["count"]
+    chosen: list[BenchmarkPrompt] = []
+    taken: Counter[str] = Counter()
+    for index in itertools.count():  # scene i of sample_scenes(seed, ·), drawn until every quota is met
+        scene = sample_scene(np.random.default_rng([seed, index]))
+        if taken[scene.prompt.kind] < quota[scene.prompt.kind]:
+            taken[scene.prompt.kind] += 1
+            chosen.append(BenchmarkPrompt(scene.caption, scene.prompt))
+            if len(chosen) == count:
+                return chosen
+    raise AssertionError("unreachable")
+
+
+def as_benchmark_prompts(prompts: Sequence[BenchmarkPrompt | str]) -> list[BenchmarkPrompt]:
+    """Accept structured prompts or caption strings in the grammar (parsed with ``parse_caption``)."""
+    return [p if isinstance(p, BenchmarkPrompt) else BenchmarkPrompt(p, parse_caption(p)) for p in prompts]
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) float in [0, 1] → (B, H, W, 3) uint8."""
+    return (
+        (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    )
+
+
+def _score_batch(batch: list[BenchmarkPrompt], images: torch.Tensor) -> list[dict[str, Any]]:
+    rows = []
+    for item, image in zip(batch, _to_uint8(images), strict=True):
+        score = score_image(item.prompt, image)
+        rows.append({"attributes": score.attributes, "correct": score.correct})
+    return rows
+
+
+def _run_preset(
+    pipeline: TextToImage,
+    prompts: list[BenchmarkPrompt],
+    preset: str,
+    seeds: Sequence[int],
+    size: tuple[int, int],
+    batch_size: int,
+    grid_rows: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, torch.Tensor]]:
+    """Generate and score every (seed, prompt); returns rows, timing and the grid's example images."""
+    rows: list[dict[str, Any]] = []
+    per_image: list[float] = []
+    total_seconds = 0.0
+    stage_totals: dict[str, float] = defaultdict(float)
+    examples: dict[str, list[torch.Tensor]] = defaultdict(list)
+    config: dict[str, Any] = {}
+    for seed in seeds:
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start : start + batch_size]
+            image_seeds = [seed * 100_003 + start + i for i in range(len(batch))]
+            texts = [p.text for p in batch]
+            out = pipeline(
+                texts, height=size[0], width=size[1], preset=preset, seed=image_seeds, output_type="pt"
+            )
+            config = dict(out.config)
+            per_image.append(out.total_seconds / len(batch))
+            total_seconds += out.total_seconds
+            for stage, seconds in out.stage_seconds.items():
+                stage_totals[stage] += seconds
+            scored = _score_batch(batch, out.images)
+            low_res = _score_batch(batch, out.low_res_images) if out.low_res_images is not None else None
+            for offset, (item, row) in enumerate(zip(batch, scored, strict=True)):
+                row.update(preset=preset, seed=image_seeds[offset], prompt=item.text, kind=item.prompt.kind)
+                if low_res is not None:
+                    row["low_res_correct"] = low_res[offset]["correct"]
+                rows.append(row)
+            if seed == seeds[0] and start < grid_rows:
+                keep = min(len(batch), grid_rows - start)
+                for name in ("images", "low_res_images", "upscaled_images"):
+                    value = getattr(out, name)
+                    if value is not None:
+                        examples[name].append(value[:keep].detach().float().cpu())
+    timing = {
+        "median_seconds_per_image": statistics.median(per_image),
+        "total_seconds": total_seconds,
+        "stage_seconds": dict(stage_totals),
+        "config": config,
+    }
+    return rows, timing, {name: torch.cat(parts) for name, parts in examples.items()}
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy of scored rows: ``overall`` (all attributes right), ``attribute_mean`` and per attribute."""
+    if not rows:
+        raise ValueError("no scored images to summarise")
+    counts = {name: [r["attributes"][name] for r in rows if name in r["attributes"]] for name in ATTRIBUTES}
+    accuracy: dict[str, Any] = {
+        "overall": float(np.mean([r["correct"] for r in rows])),
+        "attribute_mean": float(np.mean([v for r in rows for v in r["attributes"].values()])),
+    }
+    accuracy.update({name: float(np.mean(values)) for name, values in counts.items() if values})
+    by_kind = defaultdict(list)
+    for row in rows:
+        by_kind[row["kind"]].append(row["correct"])
+    accuracy["by_kind"] = {kind: float(np.mean(values)) for kind, values in sorted(by_kind.items())}
+    accuracy["num_scored"] = {name: len(values) for name, values in counts.items() if values}
+    low_res = [r["low_res_correct"] for r in rows if "low_res_correct" in r]
+    if low_res:
+        accuracy["low_res_overall"] = float(np.mean(low_res))
+    return accuracy
+
+
+def run_benchmark(
+    pipeline: TextToImage,
+    prompts: Sequence[BenchmarkPrompt | str] | None = None,
+    presets: Sequence[str] = ("native", "12plus1"),
+    seeds: Sequence[int] = (0,),
+    out_dir: str | Path | None = None,
+    *,
+    height: int = 256,
+    width: int = 256,
+    batch_size: int = 1,
+    grid_rows: int = 8,
+    warmup: bool = True,
+) -> dict[str, Any]:
+    """Score ``pipeline`` on ``prompts`` for every preset; the first preset is the speed baseline.
+
+    Args:
+        pipeline: called as ``pipeline(texts, height=, width=, preset=, seed=[...], output_type="pt")``.
+        prompts: structured prompts or captions in the grammar; ``None`` = :func:`benchmark_prompts`.
+        presets: preset names, e.g. ``("native", "12plus1")``; speedups are relative to the first.
+        seeds: each prompt is generated once per seed (image seeds derive from it and the prompt index).
+        out_dir: where to write ``report.json``, ``report.md`` and ``grid.png`` (created; files replaced).
+            ``None`` writes nothing.
+        height, width: target size in pixels (the detector needs square images).
+        batch_size: prompts per pipeline call; the time per image is the call's time / batch size.
+        grid_rows: prompts shown in the grid.
+        warmup: run one unscored call per preset first, so lazy initialisation is not timed.
+
+    Returns:
+        The report: ``benchmark`` (settings), ``presets`` (accuracy and timing per preset) and ``results``
+        (one row per image).
+    """
+    if height != width:
+        raise ValueError(f"the detector scores square images, got {height}x{width}")
+    if not presets or batch_size < 1 or not seeds:
+        raise ValueError(
+            f"need presets, seeds and batch_size >= 1, got {presets!r}, {seeds!r}, {batch_size!r}"
+        )
+    items = benchmark_prompts() if prompts is None else as_benchmark_prompts(prompts)
+    report: dict[str, Any] = {
+        "benchmark": {
+            "num_prompts": len(items),
+            "kinds": dict(Counter(item.prompt.kind for item in items)),
+            "seeds": list(seeds),
+            "size": [height, width],
+            "batch_size": batch_size,
+            "baseline": presets[0],
+        },
+        "presets": {},
+        "results": [],
+    }
+    all_examples: dict[str, dict[str, torch.Tensor]] = {}
+    for preset in presets:
+        if warmup:
+            pipeline([items[0].text], height=height, width=width, preset=preset, seed=[0], output_type="pt")
+        logger.info("benchmark: %d prompts × %d seeds with preset %s", len(items), len(seeds), preset)
+        rows, timing, examples = _run_preset(
+            pipeline, items, preset, seeds, (height, width), batch_size, grid_rows
+        )
+        report["presets"][preset] = {"accuracy": summarise(rows), **timing}
+        report["results"].extend(rows)
+        all_examples[preset] = examples
+    baseline = report["presets"][presets[0]]["median_seconds_per_image"]
+    for entry in report["presets"].values():
+        entry["speedup"] = (
+            baseline / entry["median_seconds_per_image"] if entry["median_seconds_per_image"] else None
+        )
+    if out_dir is not None:
+        write_report(report, all_examples, [item.text for item in items[:grid_rows]], Path(out_dir))
+    return report
+
+
+def write_report(
+    report: dict[str, Any],
+    examples: dict[str, dict[str, torch.Tensor]],
+    grid_prompts: list[str],
+    out_dir: Path,
+) -> None:
+    """Write ``report.json``, ``report.md`` and ``grid.png`` atomically into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=1, sort_keys=False)
+    atomic_write(out_dir / "report.json", lambda tmp: tmp.write_text(text + "\n"), overwrite=True)
+    markdown = markdown_report(report)
+    atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown), overwrite=True)
+    grid = make_grid(grid_prompts, examples)
+    atomic_write(out_dir / "grid.png", lambda tmp: grid.save(tmp, format="PNG"), overwrite=True)
+    logger.info("benchmark report written to %s", out_dir)
