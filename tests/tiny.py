@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import string
-
 import torch
 from diffusers import (
     AutoencoderKL,
@@ -23,6 +21,9 @@ from transformers import (
     T5Tokenizer,
 )
 
+from mrflow.random_weights import clip_tokenizer as in_memory_clip_tokenizer
+from mrflow.random_weights import t5_tokenizer as in_memory_t5_tokenizer
+
 WORDS = "a an the red green blue yellow cat dog circle square to left right of on big small photo".split()
 
 
@@ -35,26 +36,12 @@ def _eval(pipe):
 
 
 def clip_tokenizer() -> CLIPTokenizer:
-    """A CLIP BPE tokenizer over letters and a few whole words (merges as tuples)."""
-    letters = list(string.ascii_lowercase)
-    vocab: dict[str, int] = {}
-    for piece in ["<|startoftext|>", "<|endoftext|>", *letters, *[c + "</w>" for c in letters]]:
-        vocab[piece] = len(vocab)
-    merges: list[tuple[str, str]] = []
-    for word in WORDS:
-        current = word[0]
-        for i, ch in enumerate(word[1:], start=1):
-            nxt = ch + ("</w>" if i == len(word) - 1 else "")
-            merges.append((current, nxt))
-            current = current + nxt
-            vocab.setdefault(current, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)
+    """The in-memory CLIP tokenizer, at the tiny text encoders' 16 positions."""
+    return in_memory_clip_tokenizer(max_length=16)
 
 
 def t5_tokenizer() -> T5Tokenizer:
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    pieces += [("▁" + w, -1.0) for w in WORDS] + [(c, -5.0) for c in string.ascii_lowercase] + [("▁", -2.0)]
-    return T5Tokenizer(vocab=pieces, extra_ids=0)
+    return in_memory_t5_tokenizer()
 
 
 def clip_config(vocab_size: int, projection: int) -> CLIPTextConfig:
@@ -74,7 +61,13 @@ def clip_config(vocab_size: int, projection: int) -> CLIPTextConfig:
 
 def t5_encoder(vocab_size: int) -> T5EncoderModel:
     config = T5Config(
-        vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8
+        vocab_size=vocab_size,
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
     )
     return T5EncoderModel(config)
 
@@ -119,15 +112,17 @@ def flux_pipeline(seed: int = 0, guidance_embeds: bool = True) -> FluxPipeline:
         base_image_seq_len=256,
         max_image_seq_len=4096,
     )
-    return _eval(FluxPipeline(
-        scheduler=scheduler,
-        vae=vae(4, 0.1159, 0.3611),
-        text_encoder=CLIPTextModel(clip_config(len(tokenizer), 32)),
-        tokenizer=tokenizer,
-        text_encoder_2=t5_encoder(len(tokenizer_2)),
-        tokenizer_2=tokenizer_2,
-        transformer=transformer,
-    ))
+    return _eval(
+        FluxPipeline(
+            scheduler=scheduler,
+            vae=vae(4, 0.1159, 0.3611),
+            text_encoder=CLIPTextModel(clip_config(len(tokenizer), 32)),
+            tokenizer=tokenizer,
+            text_encoder_2=t5_encoder(len(tokenizer_2)),
+            tokenizer_2=tokenizer_2,
+            transformer=transformer,
+        )
+    )
 
 
 def sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
@@ -148,14 +143,16 @@ def sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
         pos_embed_max_size=64,
     )
     tokenizer_3 = t5_tokenizer()
-    return _eval(StableDiffusion3Pipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=vae(4, 0.0609, 1.5305),
-        text_encoder=CLIPTextModelWithProjection(clip_config(len(tokenizer), 32)),
-        tokenizer=tokenizer,
-        text_encoder_2=CLIPTextModelWithProjection(clip_config(len(tokenizer), 32)),
-        tokenizer_2=clip_tokenizer(),
-        text_encoder_3=t5_encoder(len(tokenizer_3)),
-        tokenizer_3=tokenizer_3,
-        transformer=transformer,
-    ))
+    return _eval(
+        StableDiffusion3Pipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+            vae=vae(4, 0.0609, 1.5305),
+            text_encoder=CLIPTextModelWithProjection(clip_config(len(tokenizer), 32)),
+            tokenizer=tokenizer,
+            text_encoder_2=CLIPTextModelWithProjection(clip_config(len(tokenizer), 32)),
+            tokenizer_2=clip_tokenizer(),
+            text_encoder_3=t5_encoder(len(tokenizer_3)),
+            tokenizer_3=tokenizer_3,
+            transformer=transformer,
+        )
+    )
