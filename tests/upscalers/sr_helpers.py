@@ -31,3 +31,25 @@ def tiny_compact(scale: int = 4, num_conv: int = 2, seed: int = 0) -> dict[str, 
 
 def descriptor(state: dict[str, torch.Tensor]) -> spandrel.ImageModelDescriptor:
     return spandrel.ModelLoader("cpu").load_from_state_dict(state)
+
+
+def tiny_transformer(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """SwinIR or HAT ×2 with one 2-layer stage of width 12 and 4 px windows."""
+    from spandrel.architectures.HAT import HAT
+    from spandrel.architectures.SwinIR import SwinIR
+
+    common = {
+        "upscale": 2,
+        "img_size": 16,
+        "window_size": 4,
+        "img_range": 1.0,
+        "depths": [2],
+        "embed_dim": 12,
+        "num_heads": [2],
+        "mlp_ratio": 2,
+        "upsampler": "pixelshuffle",
+        "resi_connection": "1conv",
+    }
+    if arch == "SwinIR":
+        return random_weights(SwinIR(**common), seed)
+    return random_weights(HAT(compress_ratio=3, squeeze_factor=3, overlap_ratio=0.5, **common), seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from sr_helpers import tiny_compact, tiny_rrdb
+from sr_helpers import tiny_compact, tiny_rrdb, tiny_transformer
 
 from mrflow.upscalers import (
     BicubicUpscaler,
@@ -46,6 +46,16 @@ def test_round_trip_detects_architecture_and_scale(tmp_path: Path, model: str, s
     assert loaded.scale == scale
     reloaded = loaded.model.state_dict()
     assert all(torch.equal(reloaded[key], value) for key, value in state.items())
+
+
+@pytest.mark.parametrize("arch", ["SwinIR", "HAT"])
+def test_transformer_models_load_and_run(tmp_path: Path, arch: str) -> None:
+    path = _save(tiny_transformer(arch), tmp_path / f"{arch}.safetensors")
+    upscaler = load_upscaler(path)
+    assert isinstance(upscaler, SpandrelUpscaler) and upscaler.scale == 2
+    assert upscaler._descriptor.architecture.id == arch
+    image = torch.rand(1, 3, 13, 18)  # below the model's 16 px minimum: padded, then cropped
+    assert upscaler.upscale(image, (26, 36)).shape == (1, 3, 26, 36)
 
 
 class _Exploit:
