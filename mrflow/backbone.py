@@ -44,7 +44,11 @@ class Backbone(Protocol):
     uses_negative_prompt: bool
 
     def encode_prompt(
-        self, prompts: list[str], negative_prompts: list[str] | None, num_images_per_prompt: int, guidance: float
+        self,
+        prompts: list[str],
+        negative_prompts: list[str] | None,
+        num_images_per_prompt: int,
+        guidance: float,
     ) -> Any:
         """Encode the prompts once; the result is passed back unchanged to :meth:`velocity`.
 

@@ -8,7 +8,7 @@ import platform
 import statistics
 import threading
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,9 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def _call(pipe: Any, preset: str, settings: BenchSettings, seed: int) -> MrFlowOutput:
     prompts = [settings.prompt] * settings.batch_size
-    return pipe(prompts, height=settings.height, width=settings.width, preset=preset, seed=seed, output_type="pt")
+    return pipe(
+        prompts, height=settings.height, width=settings.width, preset=preset, seed=seed, output_type="pt"
+    )
 
 
 def run_bench(pipe: Any, settings: BenchSettings) -> dict[str, Any]:
@@ -132,7 +134,11 @@ def _environment(pipe: Any) -> dict[str, Any]:
     import diffusers
 
     device = pipe.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()} CPU"
+    )
     source = str(getattr(pipe.backbone, "source", ""))
     return {
         "backbone": source,
@@ -146,7 +152,7 @@ def _environment(pipe: Any) -> dict[str, Any]:
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "mrflow": __version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -154,7 +160,11 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown table: median seconds per stage, total, speedup, memory."""
     env, results = report["environment"], report["results"]
     stages = [s for s in STAGES if any(r["stage_seconds"][s]["median"] > 0 for r in results.values())]
-    weights = "RANDOM weights (real-size architecture; latency only)" if env["random_weights"] else "pretrained weights"
+    weights = (
+        "RANDOM weights (real-size architecture; latency only)"
+        if env["random_weights"]
+        else "pretrained weights"
+    )
     lines = [
         f"# mrflow bench: {env['backbone']} ({weights})",
         "",
@@ -167,7 +177,9 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|" + "---|" * len(stages) + "---|---|---|",
     ]
     for name, r in results.items():
-        size = "x".join(map(str, r["size"])) + ("" if r["low_res_size"] is None else f" (low {'x'.join(map(str, r['low_res_size']))})")
+        size = "x".join(map(str, r["size"])) + (
+            "" if r["low_res_size"] is None else f" (low {'x'.join(map(str, r['low_res_size']))})"
+        )
         evals = "+".join(str(v) for v in r["model_evals"].values())
         cells = " | ".join(f"{r['stage_seconds'][s]['median']:.4g}" for s in stages)
         total = r["total_seconds"]
@@ -193,7 +205,8 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, overwrite: bool
     md = markdown(report)
     atomic_write(paths["md"], lambda tmp: tmp.write_text(md, encoding="utf-8"), overwrite=overwrite)
     rows = [
-        (name, {s: v["median"] for s, v in r["stage_seconds"].items()}) for name, r in report["results"].items()
+        (name, {s: v["median"] for s, v in r["stage_seconds"].items()})
+        for name, r in report["results"].items()
     ]
     env = report["environment"]
     title = f"{env['backbone']} on {env['device_name']}: median seconds per stage" + (

@@ -9,8 +9,16 @@ from PIL import Image, ImageDraw, ImageFont
 from mrflow.io import save_image
 
 PALETTE = [
-    (76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 179),
-    (147, 120, 96), (218, 139, 195), (140, 140, 140), (204, 185, 116), (100, 181, 205),
+    (76, 114, 176),
+    (221, 132, 82),
+    (85, 168, 104),
+    (196, 78, 82),
+    (129, 114, 179),
+    (147, 120, 96),
+    (218, 139, 195),
+    (140, 140, 140),
+    (204, 185, 116),
+    (100, 181, 205),
 ]
 
 
@@ -24,7 +32,11 @@ def stacked_bars(
         title: drawn above the bars.
         path: PNG destination, written atomically.
     """
-    stages = [s for s in dict.fromkeys(k for _, parts in rows for k in parts) if any(p.get(s, 0) > 0 for _, p in rows)]
+    stages = [
+        s
+        for s in dict.fromkeys(k for _, parts in rows for k in parts)
+        if any(p.get(s, 0) > 0 for _, p in rows)
+    ]
     colours = {stage: PALETTE[i % len(PALETTE)] for i, stage in enumerate(stages)}
     font = ImageFont.load_default()
     width, left, right, bar, gap, top = 900, 150, 110, 26, 12, 40

@@ -18,10 +18,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "measured in the same run, as bench.json, bench.md and bench.png in --out.",
     )
     add_model_arguments(p)
-    p.add_argument("--random-weights", metavar="CONFIG",
-                   help="build a real-size architecture with random weights instead of loading one: a shipped "
-                   "name (flux1-dev, flux1-schnell, sd3.5-medium) or a JSON file; latency only")
-    p.add_argument("--presets", default="native,12plus1,20plus1", help="comma-separated presets (default %(default)s)")
+    p.add_argument(
+        "--random-weights",
+        metavar="CONFIG",
+        help="build a real-size architecture with random weights instead of loading one: a shipped "
+        "name (flux1-dev, flux1-schnell, sd3.5-medium) or a JSON file; latency only",
+    )
+    p.add_argument(
+        "--presets", default="native,12plus1,20plus1", help="comma-separated presets (default %(default)s)"
+    )
     p.add_argument("--height", type=positive_int, help="target height (default: the backbone's)")
     p.add_argument("--width", type=positive_int, help="target width (default: the backbone's)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per preset first (default 1)")
@@ -47,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
         presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
         for preset in presets:
             get_preset(preset)
-        settings = BenchSettings(presets, args.height, args.width, args.warmup, args.repeats, args.batch_size,
-                                 args.prompt)
+        settings = BenchSettings(
+            presets, args.height, args.width, args.warmup, args.repeats, args.batch_size, args.prompt
+        )
         if args.random_weights and args.backbone:
             raise ValueError("--random-weights and --backbone exclude each other")
         if args.random_weights:
@@ -69,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # the pipeline's validation for this backbone (sizes, ...)
         return _error(str(exc))
     paths = write_report(report, args.out, overwrite=args.overwrite)
-    print(paths["md"] if args.quiet else markdown(report) + f"\nwritten: {', '.join(map(str, paths.values()))}")
+    print(
+        paths["md"] if args.quiet else markdown(report) + f"\nwritten: {', '.join(map(str, paths.values()))}"
+    )
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import statistics
 import sys
@@ -43,29 +42,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "its parameters, so --from-png reproduces it. Existing files are never overwritten without --overwrite.",
     )
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="one or more prompts")
-    p.add_argument("--prompts-file", type=Path, help="text file (one prompt per line) or JSONL "
-                   "({\"prompt\", \"negative_prompt\"?, \"seed\"?} per line)")
-    p.add_argument("--from-png", type=Path, metavar="FILE", help="reproduce an image from the parameters in its PNG")
+    p.add_argument(
+        "--prompts-file",
+        type=Path,
+        help='text file (one prompt per line) or JSONL ({"prompt", "negative_prompt"?, "seed"?} per line)',
+    )
+    p.add_argument(
+        "--from-png", type=Path, metavar="FILE", help="reproduce an image from the parameters in its PNG"
+    )
     add_model_arguments(p)
     g = p.add_argument_group("sampling")
     g.add_argument("--preset", default=None, help="12plus1 (default), 20plus1, 12plus1-text or native")
     g.add_argument("--height", type=positive_int, help="target height in pixels (default: the backbone's)")
     g.add_argument("--width", type=positive_int, help="target width in pixels (default: the backbone's)")
-    g.add_argument("--low-res-scale", type=unit_interval, help="low-res side / target side, e.g. 0.5 for ×2 SR")
+    g.add_argument(
+        "--low-res-scale", type=unit_interval, help="low-res side / target side, e.g. 0.5 for ×2 SR"
+    )
     g.add_argument("--low-res-steps", type=positive_int, help="Euler steps at low resolution")
     g.add_argument("--refine-steps", type=positive_int, help="Euler steps of the refinement")
-    g.add_argument("--refine-sigma", type=unit_interval, help="true noise level injected before refining, in (0, 1)")
+    g.add_argument(
+        "--refine-sigma", type=unit_interval, help="true noise level injected before refining, in (0, 1)"
+    )
     g.add_argument("--steps", type=positive_int, help="steps of native sampling (--preset native)")
     g.add_argument("--guidance", type=nonnegative_float, help="guidance scale (default: the backbone's)")
     g.add_argument("--negative-prompt", help="negative prompt for backbones with true CFG")
-    g.add_argument("--seed", type=int, help="seed of the first image; image i uses seed + i (default: random)")
+    g.add_argument(
+        "--seed", type=int, help="seed of the first image; image i uses seed + i (default: random)"
+    )
     g.add_argument("--num-images", type=positive_int, default=1, help="images per prompt (default 1)")
     g.add_argument("--batch-size", type=positive_int, default=1, help="images per pipeline call (default 1)")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=Path("outputs"), help="output directory (default ./outputs)")
     o.add_argument("--overwrite", action="store_true", help="replace existing files")
     o.add_argument("--resume", action="store_true", help="skip images whose files already exist")
-    o.add_argument("--save-intermediates", action="store_true", help="also write the low-res and upscaled images")
+    o.add_argument(
+        "--save-intermediates", action="store_true", help="also write the low-res and upscaled images"
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
     p.set_defaults(func=run)
 
@@ -190,7 +202,9 @@ def _shared_seed(seed: int | None, state: Any) -> int:
     return value[0]
 
 
-def _generate(args: argparse.Namespace, jobs: list, settings: dict[str, Any], state: Any) -> tuple[list, list]:
+def _generate(
+    args: argparse.Namespace, jobs: list, settings: dict[str, Any], state: Any
+) -> tuple[list, list]:
     from mrflow.cli_args import load_pipeline
 
     pipe, source = load_pipeline(args, state)
@@ -198,8 +212,13 @@ def _generate(args: argparse.Namespace, jobs: list, settings: dict[str, Any], st
         pipe.set_progress_bar_config(disable=True)
     outputs: list = []
     records = run_jobs(
-        pipe, jobs, settings, source,
-        batch_size=args.batch_size, overwrite=args.overwrite, save_intermediates=args.save_intermediates,
+        pipe,
+        jobs,
+        settings,
+        source,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        save_intermediates=args.save_intermediates,
         on_batch=lambda batch, output: outputs.append(output),
     )
     for record in records:
@@ -217,7 +236,9 @@ def _gather_manifest(out: Path, records: list, state: Any) -> None:
         manifest = out / "manifest.jsonl"
         previous = []
         if manifest.exists():  # --resume keeps the records of earlier runs
-            previous = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line]
+            previous = [
+                json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line
+            ]
         merged = {r["path"]: r for r in previous + list(records)}
         write_manifest(manifest, list(merged.values()))
     state.wait_for_everyone()
@@ -232,5 +253,5 @@ def _summary(preset: str, outputs: list, planned: int, written: int, out: Path) 
     per_image = statistics.median(o.total_seconds / len(o.seeds) for o in outputs)
     return (
         f"{written} image(s) → {out} [{preset}] in {total:.2f}s "
-        f"(median {per_image:.2f}s/image{'' if os.environ.get('WORLD_SIZE') is None else ', this process'}): {per_stage}"
+        f"(median {per_image:.2f}s/image): {per_stage}"
     )

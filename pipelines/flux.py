@@ -107,7 +107,11 @@ class FluxBackbone:
         return self
 
     def encode_prompt(
-        self, prompts: list[str], negative_prompts: list[str] | None, num_images_per_prompt: int, guidance: float
+        self,
+        prompts: list[str],
+        negative_prompts: list[str] | None,
+        num_images_per_prompt: int,
+        guidance: float,
     ) -> FluxEmbeddings:
         def encode(texts: list[str]) -> FluxEmbeddings:
             embeds, pooled, text_ids = self.pipe.encode_prompt(
@@ -137,7 +141,12 @@ class FluxBackbone:
         return self._image_ids[(h, w)]
 
     def _transformer(
-        self, packed: torch.Tensor, sigma: float, emb: FluxEmbeddings, guidance: torch.Tensor | None, ids: torch.Tensor
+        self,
+        packed: torch.Tensor,
+        sigma: float,
+        emb: FluxEmbeddings,
+        guidance: torch.Tensor | None,
+        ids: torch.Tensor,
     ) -> torch.Tensor:
         timestep = torch.full((packed.shape[0],), sigma, device=self.device, dtype=self.dtype)
         return self.pipe.transformer(
@@ -151,11 +160,15 @@ class FluxBackbone:
             return_dict=False,
         )[0]
 
-    def velocity(self, latents: torch.Tensor, sigma: float, embeddings: FluxEmbeddings, guidance: float) -> torch.Tensor:
+    def velocity(
+        self, latents: torch.Tensor, sigma: float, embeddings: FluxEmbeddings, guidance: float
+    ) -> torch.Tensor:
         b, c, h, w = latents.shape
         packed = FluxPipeline._pack_latents(latents.to(self.dtype), b, c, h, w)
         guidance_vec = (
-            torch.full((b,), guidance, device=self.device, dtype=torch.float32) if self.guidance_embeds else None
+            torch.full((b,), guidance, device=self.device, dtype=torch.float32)
+            if self.guidance_embeds
+            else None
         )
         ids = self._ids(h, w)
         out = self._transformer(packed, sigma, embeddings, guidance_vec, ids)

@@ -45,7 +45,9 @@ class SD3Backbone:
     family = "sd3"
     uses_negative_prompt = True
 
-    def __init__(self, pipe: StableDiffusion3Pipeline, source: str = "", max_sequence_length: int = 256) -> None:
+    def __init__(
+        self, pipe: StableDiffusion3Pipeline, source: str = "", max_sequence_length: int = 256
+    ) -> None:
         self.pipe = pipe
         self.source = source
         self.max_sequence_length = max_sequence_length
@@ -85,7 +87,11 @@ class SD3Backbone:
         return self
 
     def encode_prompt(
-        self, prompts: list[str], negative_prompts: list[str] | None, num_images_per_prompt: int, guidance: float
+        self,
+        prompts: list[str],
+        negative_prompts: list[str] | None,
+        num_images_per_prompt: int,
+        guidance: float,
     ) -> SD3Embeddings:
         embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
             prompt=prompts,
@@ -104,7 +110,9 @@ class SD3Backbone:
         tokens = (height // self.vae_scale_factor // patch) * (width // self.vae_scale_factor // patch)
         return scheduler_sigmas(self.pipe.scheduler.config, num_steps, tokens)
 
-    def velocity(self, latents: torch.Tensor, sigma: float, embeddings: SD3Embeddings, guidance: float) -> torch.Tensor:
+    def velocity(
+        self, latents: torch.Tensor, sigma: float, embeddings: SD3Embeddings, guidance: float
+    ) -> torch.Tensor:
         x = latents.to(self.dtype)
         embeds, pooled = embeddings.prompt_embeds, embeddings.pooled
         cfg = guidance > 1

@@ -24,13 +24,25 @@ def test_bench_report_has_every_stage_and_consistent_speedups(tiny_flux_pipe, tm
     report = run_bench(pipe, settings)
     native, staged = report["results"]["native"], report["results"]["12plus1"]
     assert set(staged["stage_seconds"]) == set(STAGES)
-    for stage in ("text_encoding", "low_res_sampling", "low_res_decode", "upscale", "encode", "refine", "decode"):
+    for stage in (
+        "text_encoding",
+        "low_res_sampling",
+        "low_res_decode",
+        "upscale",
+        "encode",
+        "refine",
+        "decode",
+    ):
         assert staged["stage_seconds"][stage]["median"] > 0
         assert staged["stage_seconds"][stage]["min"] <= staged["stage_seconds"][stage]["median"]
-    assert native["stage_seconds"]["native_sampling"]["median"] > 0 and native["model_evals"] == {"native_sampling": 28}
+    assert native["stage_seconds"]["native_sampling"]["median"] > 0 and native["model_evals"] == {
+        "native_sampling": 28
+    }
     assert staged["model_evals"] == {"low_res_sampling": 12, "refine": 1}
     ratio = native["total_seconds"]["median"] / staged["total_seconds"]["median"]
-    assert staged["speedup_vs_native"] == pytest.approx(ratio) and native["speedup_vs_native"] == pytest.approx(1)
+    assert staged["speedup_vs_native"] == pytest.approx(ratio) and native[
+        "speedup_vs_native"
+    ] == pytest.approx(1)
     assert staged["peak_memory_bytes"] > 0 and staged["peak_memory_kind"] == "process_rss"
     assert report["environment"]["random_weights"] is False
 
@@ -65,11 +77,19 @@ def test_random_weight_configs_are_real_size(name: str, transformer_params: floa
 def test_random_weights_cli_builds_from_a_config_file(tmp_path: Path) -> None:
     """The same code path as the real-size configs, on a config small enough for the CPU."""
     config = json.loads((Path(__file__).parents[1] / "configs" / "random" / "flux1-schnell.json").read_text())
-    config["transformer"].update(num_layers=1, num_single_layers=1, num_attention_heads=2, attention_head_dim=16,
-                                 joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 6, 6])
+    config["transformer"].update(
+        num_layers=1,
+        num_single_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 6, 6],
+    )
     config["vae"].update(block_out_channels=[8, 8, 8, 8], norm_num_groups=4, layers_per_block=1)
-    config["text_encoder"].update(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1,
-                                  projection_dim=32)
+    config["text_encoder"].update(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1, projection_dim=32
+    )
     config["text_encoder_2"].update(d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4)
     path = tmp_path / "small.json"
     path.write_text(json.dumps(config))
@@ -77,9 +97,30 @@ def test_random_weights_cli_builds_from_a_config_file(tmp_path: Path) -> None:
     assert backbone.source == f"random:{path}" and backbone.default_steps == 4
     out = tmp_path / "report"
     result = subprocess.run(
-        [sys.executable, "-m", "mrflow", "bench", "--random-weights", str(path), "--presets", "native,12plus1",
-         "--height", "64", "--width", "64", "--repeats", "1", "--warmup", "0", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mrflow",
+            "bench",
+            "--random-weights",
+            str(path),
+            "--presets",
+            "native,12plus1",
+            "--height",
+            "64",
+            "--width",
+            "64",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
@@ -90,7 +131,9 @@ def test_random_weights_cli_builds_from_a_config_file(tmp_path: Path) -> None:
 
 
 def test_bench_cli_refuses_bad_arguments_before_loading(tmp_path: Path) -> None:
-    run = lambda *a: subprocess.run([sys.executable, "-m", "mrflow", "bench", *a], capture_output=True, text=True)  # noqa: E731
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mrflow", "bench", *args], capture_output=True, text=True)
+
     result = run("--presets", "native,warp", "--out", str(tmp_path))
     assert result.returncode == 2 and "unknown preset 'warp'" in result.stderr
     result = run("--random-weights", "flux9", "--out", str(tmp_path))

@@ -37,15 +37,36 @@ def pixels(path: Path) -> np.ndarray:
 
 def test_generate_writes_pngs_with_metadata_and_from_png_reproduces(flux_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = mrflow("generate", "a red cat", "a ../../dog", "--backbone", flux_dir, "--seed", "7",
-                    "--num-images", "2", "--save-intermediates", "--out", out, *FAST)
+    result = mrflow(
+        "generate",
+        "a red cat",
+        "a ../../dog",
+        "--backbone",
+        flux_dir,
+        "--seed",
+        "7",
+        "--num-images",
+        "2",
+        "--save-intermediates",
+        "--out",
+        out,
+        *FAST,
+    )
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == [
-        "00000-a-red-cat.low_res.png", "00000-a-red-cat.png", "00000-a-red-cat.upscaled.png",
-        "00001-a-red-cat.low_res.png", "00001-a-red-cat.png", "00001-a-red-cat.upscaled.png",
-        "00002-a-dog.low_res.png", "00002-a-dog.png", "00002-a-dog.upscaled.png",
-        "00003-a-dog.low_res.png", "00003-a-dog.png", "00003-a-dog.upscaled.png",
+        "00000-a-red-cat.low_res.png",
+        "00000-a-red-cat.png",
+        "00000-a-red-cat.upscaled.png",
+        "00001-a-red-cat.low_res.png",
+        "00001-a-red-cat.png",
+        "00001-a-red-cat.upscaled.png",
+        "00002-a-dog.low_res.png",
+        "00002-a-dog.png",
+        "00002-a-dog.upscaled.png",
+        "00003-a-dog.low_res.png",
+        "00003-a-dog.png",
+        "00003-a-dog.upscaled.png",
         "manifest.jsonl",
     ]
     assert Image.open(out / "00000-a-red-cat.low_res.png").size == (16, 16)
@@ -77,8 +98,19 @@ def test_no_overwrite_then_resume_then_overwrite(flux_dir: Path, tmp_path: Path)
 
     resumed = mrflow(*args[:-1], "a blue dog")  # one new prompt, one already done
     assert resumed.returncode == 2  # without --resume the existing file still blocks
-    resumed = mrflow("generate", "a red cat", "a blue dog", "--backbone", flux_dir, "--seed", "5",
-                     "--resume", "--out", tmp_path, *FAST)
+    resumed = mrflow(
+        "generate",
+        "a red cat",
+        "a blue dog",
+        "--backbone",
+        flux_dir,
+        "--seed",
+        "5",
+        "--resume",
+        "--out",
+        tmp_path,
+        *FAST,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert target.read_bytes() == before
     assert read_png_metadata(tmp_path / "00001-a-blue-dog.png")["seed"] == 6
@@ -111,7 +143,9 @@ def test_bad_arguments_exit_2_naming_the_argument(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        code = main(["generate", "a cat", "--backbone", str(tmp_path / "missing"), "--out", str(tmp_path), *argv])
+        code = main(
+            ["generate", "a cat", "--backbone", str(tmp_path / "missing"), "--out", str(tmp_path), *argv]
+        )
         raise SystemExit(code)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
@@ -155,10 +189,39 @@ def test_two_processes_with_accelerate_write_every_image_once(flux_dir: Path, tm
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"prompt number {i}\n" for i in range(5)))
     out = tmp_path / "out"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
-    command = [*launch, "-m", "mrflow", "generate", "--prompts-file", str(prompts), "--backbone", str(flux_dir),
-               "--seed", "3", "--out", str(out), "--device", "cpu", *FAST]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+    ]
+    command = [
+        *launch,
+        "-m",
+        "mrflow",
+        "generate",
+        "--prompts-file",
+        str(prompts),
+        "--backbone",
+        str(flux_dir),
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *FAST,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]

@@ -33,16 +33,24 @@ def sd3(tiny_sd3_pipe: StableDiffusion3Pipeline) -> MrFlowPipeline:
 def _reference(diffusers_pipe, seed: int, **kwargs) -> torch.Tensor:
     count = len(PROMPTS)
     gens = [torch.Generator().manual_seed(seed + i) for i in range(count)]
-    return diffusers_pipe(
-        PROMPTS, generator=gens, output_type="pt", max_sequence_length=16, **kwargs
-    ).images
+    return diffusers_pipe(PROMPTS, generator=gens, output_type="pt", max_sequence_length=16, **kwargs).images
 
 
 @pytest.mark.parametrize("guidance", [3.5, 1.0])
-def test_flux_native_matches_diffusers(flux: MrFlowPipeline, tiny_flux_pipe: FluxPipeline, guidance: float) -> None:
+def test_flux_native_matches_diffusers(
+    flux: MrFlowPipeline, tiny_flux_pipe: FluxPipeline, guidance: float
+) -> None:
     size = dict(height=48, width=64)
     ref = _reference(tiny_flux_pipe, 7, num_inference_steps=5, guidance_scale=guidance, **size)
-    out = flux(PROMPTS, preset="native", num_inference_steps=5, guidance_scale=guidance, seed=7, output_type="pt", **size)
+    out = flux(
+        PROMPTS,
+        preset="native",
+        num_inference_steps=5,
+        guidance_scale=guidance,
+        seed=7,
+        output_type="pt",
+        **size,
+    )
     assert out.images.shape == ref.shape == (2, 3, 48, 64)
     assert (out.images - ref).abs().max().item() <= 1e-4
 
@@ -59,15 +67,23 @@ def test_flux_native_matches_diffusers_true_cfg(tiny_flux_pipe: FluxPipeline) ->
 
 
 @pytest.mark.parametrize("guidance", [5.0, 1.0])
-def test_sd3_native_matches_diffusers(sd3: MrFlowPipeline, tiny_sd3_pipe: StableDiffusion3Pipeline, guidance: float) -> None:
+def test_sd3_native_matches_diffusers(
+    sd3: MrFlowPipeline, tiny_sd3_pipe: StableDiffusion3Pipeline, guidance: float
+) -> None:
     size = dict(height=64, width=40)
     negative = ["a green photo", ""]
     ref = _reference(
         tiny_sd3_pipe, 11, num_inference_steps=4, guidance_scale=guidance, negative_prompt=negative, **size
     )
     out = sd3(
-        PROMPTS, negative, preset="native", num_inference_steps=4, guidance_scale=guidance, seed=11,
-        output_type="pt", **size,
+        PROMPTS,
+        negative,
+        preset="native",
+        num_inference_steps=4,
+        guidance_scale=guidance,
+        seed=11,
+        output_type="pt",
+        **size,
     )
     assert (out.images - ref).abs().max().item() <= 1e-4
 
@@ -77,7 +93,12 @@ def test_staged_runs_end_to_end_with_stage_times(name: str, request: pytest.Fixt
     pipe: MrFlowPipeline = request.getfixturevalue(name)
     shapes: dict[str, tuple[int, ...]] = {}
     out = pipe(
-        PROMPTS, height=64, width=48, preset="12plus1", seed=1, output_type="pt",
+        PROMPTS,
+        height=64,
+        width=48,
+        preset="12plus1",
+        seed=1,
+        output_type="pt",
         callback=lambda stage, step, sigma, x: shapes.setdefault(stage, tuple(x.shape)),
     )
     factor = pipe.backbone.vae_scale_factor
@@ -92,7 +113,9 @@ def test_staged_runs_end_to_end_with_stage_times(name: str, request: pytest.Fixt
     assert out.model_evals == {"low_res_sampling": 12, "refine": 1}
     assert out.refine_sigma == pytest.approx(0.12)
     assert out.sigmas["refine"] == pytest.approx([0.12, 0.0])
-    assert len(out.sigmas["low_res_sampling"]) == 13 and out.sigmas["low_res_sampling"][0] == pytest.approx(1.0)
+    assert len(out.sigmas["low_res_sampling"]) == 13 and out.sigmas["low_res_sampling"][0] == pytest.approx(
+        1.0
+    )
     assert set(out.stage_seconds) == set(STAGES)
     staged = ["text_encoding", "low_res_sampling", "low_res_decode", "upscale", "encode", "refine", "decode"]
     assert all(out.stage_seconds[s] > 0 for s in staged)
@@ -103,10 +126,14 @@ def test_staged_runs_end_to_end_with_stage_times(name: str, request: pytest.Fixt
         assert images.min() >= 0 and images.max() <= 1
 
 
-def test_refine_matches_hand_computation(sd3: MrFlowPipeline, tiny_sd3_pipe: StableDiffusion3Pipeline) -> None:
+def test_refine_matches_hand_computation(
+    sd3: MrFlowPipeline, tiny_sd3_pipe: StableDiffusion3Pipeline
+) -> None:
     """One refine step by hand from diffusers parts: encode (posterior mean, scaled), noise, one Euler step, decode."""
     sigma, seed = 0.3, 4
-    out = sd3("a red cat", height=32, width=32, refine_sigma=sigma, guidance_scale=1.0, seed=seed, output_type="pt")
+    out = sd3(
+        "a red cat", height=32, width=32, refine_sigma=sigma, guidance_scale=1.0, seed=seed, output_type="pt"
+    )
     vae, transformer = tiny_sd3_pipe.vae, tiny_sd3_pipe.transformer
     with torch.no_grad():
         moments = vae.encode(out.upscaled_images * 2 - 1).latent_dist.mean
@@ -117,8 +144,11 @@ def test_refine_matches_hand_computation(sd3: MrFlowPipeline, tiny_sd3_pipe: Sta
             "a red cat", None, None, do_classifier_free_guidance=False, max_sequence_length=16
         )
         v = transformer(
-            hidden_states=noisy, timestep=torch.tensor([sigma * 1000]), encoder_hidden_states=embeds,
-            pooled_projections=pooled, return_dict=False,
+            hidden_states=noisy,
+            timestep=torch.tensor([sigma * 1000]),
+            encoder_hidden_states=embeds,
+            pooled_projections=pooled,
+            return_dict=False,
         )[0]
         refined = noisy - sigma * v
         image = vae.decode(refined / vae.config.scaling_factor + vae.config.shift_factor).sample
@@ -145,8 +175,12 @@ def test_batch_equals_one_prompt_at_a_time(name: str, request: pytest.FixtureReq
 
 def test_generator_argument_like_diffusers(flux: MrFlowPipeline) -> None:
     gens = [torch.Generator().manual_seed(9), torch.Generator().manual_seed(10)]
-    by_gen = flux(PROMPTS, height=32, width=32, preset="native", num_inference_steps=2, generator=gens, output_type="pt")
-    by_seed = flux(PROMPTS, height=32, width=32, preset="native", num_inference_steps=2, seed=9, output_type="pt")
+    by_gen = flux(
+        PROMPTS, height=32, width=32, preset="native", num_inference_steps=2, generator=gens, output_type="pt"
+    )
+    by_seed = flux(
+        PROMPTS, height=32, width=32, preset="native", num_inference_steps=2, seed=9, output_type="pt"
+    )
     assert torch.equal(by_gen.images, by_seed.images)
     assert by_gen.seeds == [9, 10]
 
