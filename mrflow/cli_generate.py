@@ -8,18 +8,12 @@ import secrets
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrflow.cli_args import add_model_arguments, nonnegative_float, positive_int, unit_interval
-from mrflow.generate import (
-    PromptSpec,
-    intermediate_paths,
-    plan_jobs,
-    read_png_metadata,
-    read_prompt_file,
-    run_jobs,
-    write_manifest,
-)
+
+if TYPE_CHECKING:  # the generation modules import torch: load them when the command runs
+    from mrflow.generate import Job, PromptSpec
 
 SETTING_KEYS = (
     "preset",
@@ -47,37 +41,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help='text file (one prompt per line) or JSONL ({"prompt", "negative_prompt"?, "seed"?} per line)',
     )
-    p.add_argument(
-        "--from-png", type=Path, metavar="FILE", help="reproduce an image from the parameters in its PNG"
-    )
+    p.add_argument("--from-png", type=Path, metavar="FILE", help="reproduce an image from the parameters in its PNG")
     add_model_arguments(p)
     g = p.add_argument_group("sampling")
     g.add_argument("--preset", default=None, help="12plus1 (default), 20plus1, 12plus1-text or native")
     g.add_argument("--height", type=positive_int, help="target height in pixels (default: the backbone's)")
     g.add_argument("--width", type=positive_int, help="target width in pixels (default: the backbone's)")
-    g.add_argument(
-        "--low-res-scale", type=unit_interval, help="low-res side / target side, e.g. 0.5 for ×2 SR"
-    )
+    g.add_argument("--low-res-scale", type=unit_interval, help="low-res side / target side, e.g. 0.5 for ×2 SR")
     g.add_argument("--low-res-steps", type=positive_int, help="Euler steps at low resolution")
     g.add_argument("--refine-steps", type=positive_int, help="Euler steps of the refinement")
-    g.add_argument(
-        "--refine-sigma", type=unit_interval, help="true noise level injected before refining, in (0, 1)"
-    )
+    g.add_argument("--refine-sigma", type=unit_interval, help="true noise level injected before refining, in (0, 1)")
     g.add_argument("--steps", type=positive_int, help="steps of native sampling (--preset native)")
     g.add_argument("--guidance", type=nonnegative_float, help="guidance scale (default: the backbone's)")
     g.add_argument("--negative-prompt", help="negative prompt for backbones with true CFG")
-    g.add_argument(
-        "--seed", type=int, help="seed of the first image; image i uses seed + i (default: random)"
-    )
+    g.add_argument("--seed", type=int, help="seed of the first image; image i uses seed + i (default: random)")
     g.add_argument("--num-images", type=positive_int, default=1, help="images per prompt (default 1)")
     g.add_argument("--batch-size", type=positive_int, default=1, help="images per pipeline call (default 1)")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=Path("outputs"), help="output directory (default ./outputs)")
     o.add_argument("--overwrite", action="store_true", help="replace existing files")
     o.add_argument("--resume", action="store_true", help="skip images whose files already exist")
-    o.add_argument(
-        "--save-intermediates", action="store_true", help="also write the low-res and upscaled images"
-    )
+    o.add_argument("--save-intermediates", action="store_true", help="also write the low-res and upscaled images")
     o.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
     p.set_defaults(func=run)
 
@@ -104,6 +88,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _specs_and_settings(args: argparse.Namespace) -> tuple[list[PromptSpec], dict[str, Any]]:
     """Prompts and pipeline settings from the arguments, or from a PNG's metadata."""
+    from mrflow.generate import PromptSpec, read_png_metadata, read_prompt_file
+
     if args.from_png is not None:
         if args.prompts or args.prompts_file:
             raise ValueError("--from-png cannot be combined with prompts or --prompts-file")
@@ -141,8 +127,10 @@ def _check_settings(settings: dict[str, Any]) -> None:
         raise ValueError("--steps applies to --preset native only (use --low-res-steps / --refine-steps)")
 
 
-def _select_jobs(args: argparse.Namespace, jobs: list) -> list:
+def _select_jobs(args: argparse.Namespace, jobs: list[Job]) -> list[Job]:
     """Refuse to clobber (before any model loads), or skip existing files with --resume."""
+    from mrflow.generate import intermediate_paths
+
     if args.overwrite and args.resume:
         raise ValueError("--overwrite and --resume exclude each other")
     if args.overwrite:
@@ -160,6 +148,8 @@ def _select_jobs(args: argparse.Namespace, jobs: list) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
+
+    from mrflow.generate import plan_jobs
 
     try:
         specs, settings = _specs_and_settings(args)
@@ -202,10 +192,9 @@ def _shared_seed(seed: int | None, state: Any) -> int:
     return value[0]
 
 
-def _generate(
-    args: argparse.Namespace, jobs: list, settings: dict[str, Any], state: Any
-) -> tuple[list, list]:
+def _generate(args: argparse.Namespace, jobs: list, settings: dict[str, Any], state: Any) -> tuple[list, list]:
     from mrflow.cli_args import load_pipeline
+    from mrflow.generate import run_jobs
 
     pipe, source = load_pipeline(args, state)
     if args.quiet:
@@ -228,6 +217,8 @@ def _generate(
 
 def _gather_manifest(out: Path, records: list, state: Any) -> None:
     """Every process's records end up in one ``manifest.jsonl`` written by the main process."""
+    from mrflow.generate import write_manifest
+
     if state.num_processes > 1:
         from accelerate.utils import gather_object
 
@@ -236,9 +227,7 @@ def _gather_manifest(out: Path, records: list, state: Any) -> None:
         manifest = out / "manifest.jsonl"
         previous = []
         if manifest.exists():  # --resume keeps the records of earlier runs
-            previous = [
-                json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line
-            ]
+            previous = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line]
         merged = {r["path"]: r for r in previous + list(records)}
         write_manifest(manifest, list(merged.values()))
     state.wait_for_everyone()
@@ -251,7 +240,4 @@ def _summary(preset: str, outputs: list, planned: int, written: int, out: Path) 
     per_stage = " | ".join(f"{k} {sum(o.stage_seconds[k] for o in outputs):.2f}s" for k in stages)
     total = sum(o.total_seconds for o in outputs)
     per_image = statistics.median(o.total_seconds / len(o.seeds) for o in outputs)
-    return (
-        f"{written} image(s) → {out} [{preset}] in {total:.2f}s "
-        f"(median {per_image:.2f}s/image): {per_stage}"
-    )
+    return f"{written} image(s) → {out} [{preset}] in {total:.2f}s (median {per_image:.2f}s/image): {per_stage}"

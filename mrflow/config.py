@@ -111,6 +111,11 @@ def get_preset(name: str, variant: str | None = None) -> SamplingConfig:
     return table[name]
 
 
+def default_preset(variant: str) -> str:
+    """The preset a backbone variant uses when none is named (``12plus1`` for unknown variants)."""
+    return backbone_defaults(variant).default_preset if variant in BACKBONE_VARIANTS else "12plus1"
+
+
 def presets_for(variant: str) -> dict[str, SamplingConfig]:
     """Generic presets overlaid with a backbone variant's; an unknown variant has only the generic ones."""
     table = dict(presets())

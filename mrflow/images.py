@@ -32,7 +32,7 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` in [0, 1] → ``(B, H, W, 3)`` uint8."""
+    """``(B, C, H, W)`` in [0, 1] → ``(B, H, W, C)`` uint8, rounded to nearest."""
     scaled = (images.detach().to(torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
     return scaled.permute(0, 2, 3, 1).cpu().numpy()
 

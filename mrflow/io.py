@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from mrflow.images import to_uint8
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFileError", "atomic_write", "load_image", "probe_image", "save_image"]
@@ -183,6 +185,4 @@ def save_image(
 def _to_pil(image: torch.Tensor) -> Image.Image:
     if image.ndim != 3 or image.shape[0] not in (3, 4):
         raise ValueError(f"expected a (3 or 4, H, W) image tensor, got shape {tuple(image.shape)}")
-    scaled = (image.detach().to(torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
-    array = scaled.permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)  # (H, W, 3) → RGB, (H, W, 4) → RGBA
+    return Image.fromarray(to_uint8(image[None])[0])  # (H, W, 3) → RGB, (H, W, 4) → RGBA

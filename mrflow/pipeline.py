@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mrflow.backbone import Backbone
-from mrflow.config import NativeConfig, SamplingConfig, StagedConfig, get_preset
+from mrflow.config import NativeConfig, SamplingConfig, StagedConfig, default_preset, get_preset
 from mrflow.flow import add_noise, euler_sample, refine_sigmas
 from mrflow.images import OUTPUT_TYPES, OutputType, convert_output, unit_to_vae, vae_to_unit
 from mrflow.output import STAGES, MrFlowOutput
@@ -78,15 +78,24 @@ class MrFlowPipeline:
     @classmethod
     def from_pretrained(
         cls,
-        pretrained: str | Path,
+        pretrained: str | Path | None = None,
         upscaler: Upscaler | str | Path | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         **backbone_kwargs: Any,
     ) -> MrFlowPipeline:
-        """Load a backbone from a hub id or a diffusers folder (family detected from ``model_index.json``)."""
+        """Load a backbone from a hub id or a diffusers folder (family detected from ``model_index.json``).
+
+        ``None`` or ``"tiny"`` loads the embedded model shipped with mrflow, offline; its upscaler
+        defaults to the built-in Real-ESRGAN network :data:`mrflow.tiny.DEFAULT_UPSCALER`.
+        """
         from mrflow.pipelines import load_backbone
 
+        if pretrained is None or pretrained == "tiny":
+            from mrflow.tiny import default_upscaler, weights_dir
+
+            pretrained = weights_dir()
+            upscaler = default_upscaler() if upscaler is None else upscaler
         backbone = load_backbone(pretrained, device=device, dtype=dtype, **backbone_kwargs)
         return cls(backbone, upscaler)
 
@@ -106,7 +115,7 @@ class MrFlowPipeline:
     # ------------------------------------------------------------------ validation
     def resolve_config(
         self,
-        preset: str | SamplingConfig,
+        preset: str | SamplingConfig | None,
         overrides: dict[str, Any],
     ) -> SamplingConfig:
         """The preset with explicit values applied; overriding a field the mode lacks is an error.
@@ -116,6 +125,8 @@ class MrFlowPipeline:
         backbones add their own (``"4plus1"``).
         """
         variant = getattr(self.backbone, "variant", self.backbone.family)
+        if preset is None:
+            preset = default_preset(variant)
         config = get_preset(preset, variant) if isinstance(preset, str) else preset
         if not isinstance(config, StagedConfig | NativeConfig):
             raise ValueError(f"preset must be a preset name or a sampling config, got {preset!r}")
@@ -202,7 +213,7 @@ class MrFlowPipeline:
         negative_prompt: str | list[str] | None = None,
         height: int | None = None,
         width: int | None = None,
-        preset: str | SamplingConfig = "12plus1",
+        preset: str | SamplingConfig | None = None,
         *,
         low_res_scale: float | None = None,
         low_res_steps: int | None = None,
@@ -222,7 +233,9 @@ class MrFlowPipeline:
             prompt: one prompt or a list; each yields ``num_images_per_prompt`` images in a row.
             negative_prompt: for backbones with true CFG; one string or one per prompt.
             height, width: target size in pixels (multiples of ``backbone.size_multiple``).
-            preset: ``"12plus1"``, ``"20plus1"``, ``"12plus1-text"``, ``"native"`` or a config object.
+            preset: ``"12plus1"``, ``"20plus1"``, ``"12plus1-text"``, ``"native"``, a backbone's own
+                (``"4plus1"`` for distilled models) or a config object; ``None`` takes the
+                backbone's default preset (``12plus1`` unless its config file names another).
             low_res_scale, low_res_steps, refine_steps, refine_sigma: override the staged preset;
                 ``refine_sigma`` is the true noise level in (0, 1).
             num_inference_steps: override the step count of native sampling.
