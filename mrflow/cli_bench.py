@@ -46,12 +46,13 @@ def _error(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from mrflow.bench import BenchSettings
-    from mrflow.config import get_preset
+    from mrflow.config import known_preset_names
 
     try:
         presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
-        for preset in presets:
-            get_preset(preset)
+        unknown = [p for p in presets if p not in known_preset_names()]
+        if unknown:
+            raise ValueError(f"argument --presets: unknown preset {unknown[0]!r}; known: {known_preset_names()}")
         settings = BenchSettings(
             presets, args.height, args.width, args.warmup, args.repeats, args.batch_size, args.prompt
         )

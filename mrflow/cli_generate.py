@@ -73,7 +73,7 @@ def _fail(parser_name: str, message: str) -> int:
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     values = {
-        "preset": args.preset or "12plus1",
+        "preset": args.preset,  # None: the backbone's default preset
         "height": args.height,
         "width": args.width,
         "guidance_scale": args.guidance,
@@ -117,9 +117,18 @@ def _specs_and_settings(args: argparse.Namespace) -> tuple[list[PromptSpec], dic
 
 def _check_settings(settings: dict[str, Any]) -> None:
     """Validate what can be checked without a model: the preset name and which knobs apply to it."""
-    from mrflow.config import NativeConfig, get_preset
+    from mrflow.config import NativeConfig, get_preset, known_preset_names, presets
 
-    preset = get_preset(settings["preset"])
+    if "preset" not in settings:  # the backbone's default preset is a staged one
+        if "num_inference_steps" in settings:
+            raise ValueError("--steps applies to --preset native only (use --low-res-steps / --refine-steps)")
+        return
+    name = settings["preset"]
+    if name not in known_preset_names():
+        raise ValueError(f"argument --preset: unknown preset {name!r}; known: {known_preset_names()}")
+    if name not in presets():  # a backbone's own preset: checked once the backbone is loaded
+        return
+    preset = get_preset(name)
     staged_only = {"low_res_scale", "low_res_steps", "refine_steps", "refine_sigma"} & set(settings)
     if isinstance(preset, NativeConfig) and staged_only:
         raise ValueError(f"{sorted(staged_only)} do not apply to --preset native")
@@ -169,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("generate", str(exc))
     _gather_manifest(args.out, records, state)
     if not args.quiet and state.is_main_process:
-        print(_summary(settings.get("preset", "12plus1"), outputs, len(jobs), len(records), args.out))
+        print(_summary(settings.get("preset", "default preset"), outputs, len(jobs), len(records), args.out))
     return 0
 
 

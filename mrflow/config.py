@@ -116,6 +116,11 @@ def default_preset(variant: str) -> str:
     return backbone_defaults(variant).default_preset if variant in BACKBONE_VARIANTS else "12plus1"
 
 
+def known_preset_names() -> list[str]:
+    """Every preset name some backbone understands (the generic ones and each variant's own)."""
+    return sorted(set(presets()).union(*(presets_for(v) for v in BACKBONE_VARIANTS)))
+
+
 def presets_for(variant: str) -> dict[str, SamplingConfig]:
     """Generic presets overlaid with a backbone variant's; an unknown variant has only the generic ones."""
     table = dict(presets())
