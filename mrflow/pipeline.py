@@ -108,6 +108,21 @@ class MrFlowPipeline:
         self.upscaler.to(device)
         return self
 
+    def enable_model_cpu_offload(self, device: torch.device | str = "cuda") -> None:
+        """Keep each backbone model on the CPU until it runs (needs an accelerator; slower, far less memory)."""
+        self._backbone_feature("enable_model_cpu_offload")(device)
+        self.upscaler.to(self.device)
+
+    def enable_vae_tiling(self) -> None:
+        """Decode and encode in tiles, for large targets (small seam-free differences from untiled)."""
+        self._backbone_feature("enable_vae_tiling")()
+
+    def _backbone_feature(self, name: str) -> Callable[..., None]:
+        feature = getattr(self.backbone, name, None)
+        if feature is None:
+            raise NotImplementedError(f"the {self.backbone.family} backbone does not support {name}")
+        return feature
+
     def set_progress_bar_config(self, **kwargs: Any) -> None:
         """Options for the per-stage tqdm bars, e.g. ``disable=True``."""
         self._progress = dict(kwargs)

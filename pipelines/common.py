@@ -167,7 +167,8 @@ class PipelineBackbone:
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.transformer.device
+        """Where the models compute: the transformer's device, or the offload target when offloading."""
+        return self.pipe._execution_device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -176,6 +177,14 @@ class PipelineBackbone:
     def to(self, device: torch.device | str) -> Any:
         self.pipe.to(device)
         return self
+
+    def enable_model_cpu_offload(self, device: torch.device | str = "cuda") -> None:
+        """Keep each model on the CPU until it runs (diffusers' model offload): less GPU memory, slower."""
+        self.pipe.enable_model_cpu_offload(device=device)
+
+    def enable_vae_tiling(self) -> None:
+        """Decode and encode large images tile by tile (diffusers' VAE tiling)."""
+        self.pipe.vae.enable_tiling()
 
     def _use_defaults(self, variant: str) -> None:
         defaults = backbone_defaults(variant)

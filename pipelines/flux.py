@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from diffusers import FluxPipeline
 
-from mrflow.config import backbone_defaults
 from mrflow.pipelines.common import (
+    PipelineBackbone,
     decode_scaled,
-    default_dtype,
     encode_scaled,
-    resolve_device,
     scheduler_sigmas,
     vae_scale_factor,
 )
@@ -39,7 +35,7 @@ class FluxEmbeddings:
     negative: FluxEmbeddings | None = None
 
 
-class FluxBackbone:
+class FluxBackbone(PipelineBackbone):
     """Adapter of a diffusers ``FluxPipeline`` to :class:`mrflow.backbone.Backbone`.
 
     Args:
@@ -50,6 +46,7 @@ class FluxBackbone:
         max_sequence_length: T5 tokens per prompt.
     """
 
+    pipeline_class = FluxPipeline
     family = "flux"
     uses_negative_prompt: bool
 
@@ -73,36 +70,12 @@ class FluxBackbone:
         self.min_size = self.size_multiple * 2
         self.default_size = 128 * self.vae_scale_factor
         # dev embeds a distilled guidance value; schnell (timestep-distilled, 4 steps) has none.
-        self.variant = "flux-dev" if self.guidance_embeds else "flux-schnell"
-        defaults = backbone_defaults(self.variant)
-        self.default_steps = defaults.steps
-        self.default_guidance = defaults.guidance
+        variant = "flux-dev" if self.guidance_embeds else "flux-schnell"
+        self._use_defaults(variant)
         self._image_ids: dict[tuple[int, int], torch.Tensor] = {}
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        source: str | Path,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **kwargs: Any,
-    ) -> FluxBackbone:
-        device = resolve_device(device)
-        dtype = dtype or default_dtype(device)
-        pipe = FluxPipeline.from_pretrained(str(source), dtype=dtype).to(device)
-        logger.info("loaded FLUX.1 from %s (%s, %s)", source, device, dtype)
-        return cls(pipe, source=str(source), **kwargs)
-
-    @property
-    def device(self) -> torch.device:
-        return self.pipe.transformer.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.pipe.transformer.dtype
-
     def to(self, device: torch.device | str) -> FluxBackbone:
-        self.pipe.to(device)
+        super().to(device)
         self._image_ids.clear()
         return self
 
@@ -135,9 +108,7 @@ class FluxBackbone:
 
     def _ids(self, h: int, w: int) -> torch.Tensor:
         if (h, w) not in self._image_ids:
-            self._image_ids[(h, w)] = FluxPipeline._prepare_latent_image_ids(
-                1, h // 2, w // 2, self.device, self.dtype
-            )
+            self._image_ids[(h, w)] = FluxPipeline._prepare_latent_image_ids(1, h // 2, w // 2, self.device, self.dtype)
         return self._image_ids[(h, w)]
 
     def _transformer(
@@ -166,9 +137,7 @@ class FluxBackbone:
         b, c, h, w = latents.shape
         packed = FluxPipeline._pack_latents(latents.to(self.dtype), b, c, h, w)
         guidance_vec = (
-            torch.full((b,), guidance, device=self.device, dtype=torch.float32)
-            if self.guidance_embeds
-            else None
+            torch.full((b,), guidance, device=self.device, dtype=torch.float32) if self.guidance_embeds else None
         )
         ids = self._ids(h, w)
         out = self._transformer(packed, sigma, embeddings, guidance_vec, ids)

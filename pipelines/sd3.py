@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 from diffusers import StableDiffusion3Pipeline
 
 from mrflow.pipelines.common import (
+    PipelineBackbone,
     decode_scaled,
-    default_dtype,
     encode_scaled,
-    resolve_device,
     scheduler_sigmas,
     vae_scale_factor,
 )
@@ -36,18 +33,17 @@ class SD3Embeddings:
     negative_pooled: torch.Tensor
 
 
-class SD3Backbone:
+class SD3Backbone(PipelineBackbone):
     """Adapter of a diffusers ``StableDiffusion3Pipeline`` to :class:`mrflow.backbone.Backbone`.
 
     CFG is on when ``guidance > 1`` (both branches in one batch, as diffusers does).
     """
 
+    pipeline_class = StableDiffusion3Pipeline
     family = "sd3"
     uses_negative_prompt = True
 
-    def __init__(
-        self, pipe: StableDiffusion3Pipeline, source: str = "", max_sequence_length: int = 256
-    ) -> None:
+    def __init__(self, pipe: StableDiffusion3Pipeline, source: str = "", max_sequence_length: int = 256) -> None:
         self.pipe = pipe
         self.source = source
         self.max_sequence_length = max_sequence_length
@@ -57,34 +53,7 @@ class SD3Backbone:
         self.size_multiple = self.vae_scale_factor * transformer.config.patch_size
         self.min_size = self.size_multiple * 2
         self.default_size = transformer.config.sample_size * self.vae_scale_factor
-        self.default_steps = 28
-        self.default_guidance = 7.0
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        source: str | Path,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **kwargs: Any,
-    ) -> SD3Backbone:
-        device = resolve_device(device)
-        dtype = dtype or default_dtype(device)
-        pipe = StableDiffusion3Pipeline.from_pretrained(str(source), dtype=dtype).to(device)
-        logger.info("loaded SD3 from %s (%s, %s)", source, device, dtype)
-        return cls(pipe, source=str(source), **kwargs)
-
-    @property
-    def device(self) -> torch.device:
-        return self.pipe.transformer.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.pipe.transformer.dtype
-
-    def to(self, device: torch.device | str) -> SD3Backbone:
-        self.pipe.to(device)
-        return self
+        self._use_defaults("sd3")
 
     def encode_prompt(
         self,
@@ -100,7 +69,7 @@ class SD3Backbone:
             device=self.device,
             num_images_per_prompt=num_images_per_prompt,
             do_classifier_free_guidance=True,
-            negative_prompt=negative_prompts or [""] * len(prompts),
+            negative_prompt=self._negatives(prompts, negative_prompts),
             max_sequence_length=self.max_sequence_length,
         )
         return SD3Embeddings(embeds, pooled, negative, negative_pooled)
@@ -110,9 +79,7 @@ class SD3Backbone:
         tokens = (height // self.vae_scale_factor // patch) * (width // self.vae_scale_factor // patch)
         return scheduler_sigmas(self.pipe.scheduler.config, num_steps, tokens)
 
-    def velocity(
-        self, latents: torch.Tensor, sigma: float, embeddings: SD3Embeddings, guidance: float
-    ) -> torch.Tensor:
+    def velocity(self, latents: torch.Tensor, sigma: float, embeddings: SD3Embeddings, guidance: float) -> torch.Tensor:
         x = latents.to(self.dtype)
         embeds, pooled = embeddings.prompt_embeds, embeddings.pooled
         cfg = guidance > 1

@@ -199,3 +199,30 @@ def test_orchestration_overhead_is_small(flux: MrFlowPipeline) -> None:
     flux("a cat", height=64, width=64, seed=0, output_type="pt")  # warm-up
     out = flux("a cat", height=64, width=64, seed=0, output_type="pt")
     assert out.overhead_seconds / out.total_seconds < 0.02
+
+
+def test_vae_tiling_matches_diffusers_with_tiling(tiny_flux_pipe: FluxPipeline) -> None:
+    """Tiled decoding goes through diffusers' own VAE tiling: native mode still equals FluxPipeline."""
+    import copy
+
+    reference_pipe = copy.deepcopy(tiny_flux_pipe)
+    reference_pipe.vae.enable_tiling()  # the tiny VAE tiles above 32 px
+    pipe = MrFlowPipeline(FluxBackbone(copy.deepcopy(tiny_flux_pipe), max_sequence_length=16))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_vae_tiling()
+    ref = _reference(reference_pipe, 2, num_inference_steps=2, height=96, width=64)
+    untiled = _reference(tiny_flux_pipe, 2, num_inference_steps=2, height=96, width=64)
+    out = pipe(PROMPTS, height=96, width=64, preset="native", num_inference_steps=2, seed=2, output_type="pt")
+    assert (out.images - ref).abs().max().item() <= 1e-4
+    assert (ref - untiled).abs().max().item() > 1e-4  # tiling really changed the decode
+
+
+def test_offload_and_tiling_need_support_from_the_backbone(flux: MrFlowPipeline) -> None:
+    class Bare:
+        family = "bare"
+        device = torch.device("cpu")
+
+    pipe = MrFlowPipeline.__new__(MrFlowPipeline)
+    pipe.backbone = Bare()  # type: ignore[assignment]
+    with pytest.raises(NotImplementedError, match="bare backbone does not support enable_vae_tiling"):
+        pipe.enable_vae_tiling()
