@@ -8,9 +8,12 @@ Pipeline, all numpy/scipy:
    from the background model are both large; it takes the named colour of nearest HSV hue (hue is
    unchanged by darkening and by mixing with grey, so textures and antialiased edges keep it).
 3. **Objects**: connected components per colour (8-connected), small specks dropped.
-4. **Shape by geometry**: holes ⇒ ring; otherwise the nearest prototype in (solidity = area / convex
-   hull area, fill = area / circumscribed-circle area), both rotation- and scale-invariant.
-5. **Size** by the circumradius, **position** by the centroid.
+4. **Shape by geometry**: a large hole ⇒ ring; otherwise the ideal shape (same area and centroid, best
+   of several rotations) that overlaps the mask most (IoU). Blur and noise barely move that choice.
+5. **Size** by the circumradius of the matched shape (from its area), **position** by the centroid.
+
+Solidity (area / convex hull area) and fill (area / circle through the farthest pixel) are reported
+with each object as diagnostics.
 """
 
 from __future__ import annotations
@@ -23,25 +26,32 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from mrflow.scenes.prompt import ObjectSpec, Prompt
+from mrflow.scenes.render import CROSS_ARM, STAR_INNER, shape_sdf
 from mrflow.scenes.vocab import COLOURS
 
 MIN_CHROMA = 0.18  # foreground chroma (max − min channel, [0, 1]); backgrounds stay below ~0.09
 MIN_BACKGROUND_DISTANCE = 0.15  # foreground max-channel distance from the background model
 MIN_AREA = 0.003  # smallest object, as a fraction of the image area (a small star covers ~0.01)
-RING_HOLES = 1.15  # filled area / area above this means the object has a hole
+RING_HOLE = 0.08  # largest hole / filled area above this makes a ring (an ideal ring's hole is 0.3)
+HALF_MAX = 0.45  # object pixels keep chroma ≥ this × the object's 90th-percentile chroma (blur-robust edge)
 SMALL_RADIUS = 0.14  # circumradius threshold between small (≤ 0.12) and large (≥ 0.16) objects
-# (solidity, fill) of ideal shapes: square fill 2/π; triangle 3√3/(4π); star (inner radius 0.42)
-# 5·0.42·sin36° / (2.5·sin72°) and /π; cross (arm half-width 0.35 of its half-length) 2.06/2.81 and /π
-SHAPE_PROTOTYPES: dict[str, tuple[float, float]] = {
-    "circle": (1.0, 1.0),
-    "square": (1.0, 0.637),
-    "triangle": (1.0, 0.413),
-    "star": (0.519, 0.393),
-    "cross": (0.732, 0.655),
+# Area of each filled shape with circumradius 1 (a ring is matched as its filled disc, then by its hole).
+UNIT_AREAS: dict[str, float] = {
+    "circle": math.pi,
+    "square": 2.0,
+    "triangle": 3 * math.sqrt(3) / 4,
+    "star": 5 * STAR_INNER * math.sin(math.pi / 5),
+    "cross": (8 * CROSS_ARM - 4 * CROSS_ARM**2) / (1 + CROSS_ARM**2),
 }
-# Feature spreads: blur (low resolution, soft model output) rounds off corners and star tips, which moves
-# solidity much more than fill, so fill differences weigh twice as much.
-FEATURE_SCALE = (0.2, 0.1)
+SYMMETRY: dict[str, float] = {
+    "circle": 2 * math.pi,
+    "square": math.pi / 2,
+    "triangle": 2 * math.pi / 3,
+    "star": 2 * math.pi / 5,
+    "cross": math.pi / 2,
+}
+TEMPLATE_GRID = 32  # the mask is compared with each template on this many points per side
+TEMPLATE_ANGLES = 12  # rotations tried per shape, over its symmetry period
 
 
 @dataclass(frozen=True)
@@ -138,18 +148,44 @@ def _convex_hull_area(rows: np.ndarray, cols: np.ndarray) -> float:
     return float(hull.volume + 0.5 * hull.area + math.pi / 4)  # 2-D: volume = area, area = perimeter
 
 
-def classify_shape(solidity: float, fill: float, hole_ratio: float) -> str:
-    """The vocabulary shape nearest to the measured features."""
-    if hole_ratio > RING_HOLES:
+def template_scores(filled: np.ndarray) -> dict[str, float]:
+    """Intersection over union of a filled mask with each ideal shape of the same area and centroid.
+
+    Each shape is tried at ``TEMPLATE_ANGLES`` rotations (the best counts). Blur rounds corners, which
+    moves single features like the fill of the circumscribed circle a lot but the overlap with the right
+    template only a little, so this is what classifies.
+
+    Args:
+        filled: ``(h, w)`` bool mask of one object, holes filled.
+    """
+    rows, cols = np.nonzero(filled)
+    cy, cx = rows.mean(), cols.mean()
+    area = float(len(rows))
+    reach = float(np.sqrt(((rows - cy) ** 2 + (cols - cx) ** 2).max())) + 1.0
+    offsets = np.linspace(-reach, reach, TEMPLATE_GRID, dtype=np.float32)
+    dy, dx = np.meshgrid(offsets, offsets, indexing="ij")
+    sample_rows, sample_cols = np.round(cy + dy).astype(int), np.round(cx + dx).astype(int)
+    height, width = filled.shape
+    valid = (sample_rows >= 0) & (sample_rows < height) & (sample_cols >= 0) & (sample_cols < width)
+    observed = (filled[sample_rows.clip(0, height - 1), sample_cols.clip(0, width - 1)] & valid)[None]
+    scores = {}
+    for shape, unit_area in UNIT_AREAS.items():
+        radius = math.sqrt(area / unit_area)
+        angles = np.linspace(0, SYMMETRY[shape], TEMPLATE_ANGLES, endpoint=False, dtype=np.float32)[:, None, None]
+        u = np.cos(angles) * dx + np.sin(angles) * dy
+        v = -np.sin(angles) * dx + np.cos(angles) * dy
+        template = shape_sdf(shape, u, v, radius) < 0
+        union = np.maximum((template | observed).sum(axis=(1, 2)), 1)
+        scores[shape] = float(((template & observed).sum(axis=(1, 2)) / union).max())
+    return scores
+
+
+def classify_shape(filled: np.ndarray, hole: float) -> str:
+    """The vocabulary shape of a filled mask whose largest hole is ``hole`` × its area."""
+    if hole > RING_HOLE:
         return "ring"
-
-    def distance(shape: str) -> float:
-        proto_solidity, proto_fill = SHAPE_PROTOTYPES[shape]
-        return math.hypot(
-            (solidity - proto_solidity) / FEATURE_SCALE[0], (fill - proto_fill) / FEATURE_SCALE[1]
-        )
-
-    return min(SHAPE_PROTOTYPES, key=distance)
+    scores = template_scores(filled)
+    return max(scores, key=scores.__getitem__)
 
 
 def _measure(mask: np.ndarray, colour: str, size: int) -> DetectedObject:
@@ -158,11 +194,14 @@ def _measure(mask: np.ndarray, colour: str, size: int) -> DetectedObject:
     rows, cols = np.nonzero(filled)
     area = float(len(rows))
     cy, cx = rows.mean(), cols.mean()
-    radius_px = float(np.sqrt(((rows - cy) ** 2 + (cols - cx) ** 2).max())) + 0.5
+    far_px = float(np.sqrt(((rows - cy) ** 2 + (cols - cx) ** 2).max())) + 0.5
     solidity = min(1.0, area / _convex_hull_area(rows, cols))
-    fill = min(1.0, area / (math.pi * radius_px**2))
-    shape = classify_shape(solidity, fill, area / max(1.0, float(mask.sum())))
-    radius = radius_px / size
+    fill = min(1.0, area / (math.pi * far_px**2))
+    holes, count = ndimage.label(filled & ~mask)
+    largest_hole = float(np.bincount(holes.ravel())[1:].max()) if count else 0.0
+    shape = classify_shape(filled, largest_hole / area)
+    # circumradius of the matched ideal shape with this area: robust to blur, unlike the farthest pixel
+    radius = math.sqrt(area / UNIT_AREAS.get(shape, math.pi)) / size
     return DetectedObject(
         colour=colour,
         shape=shape,
@@ -188,6 +227,7 @@ def detect(image: np.ndarray) -> list[DetectedObject]:
     image = to_float_image(image)
     size = image.shape[0]
     labels = colour_labels(image)
+    chroma = np.pad(_chroma(image), 1)
     found: list[DetectedObject] = []
     eight = np.ones((3, 3), dtype=bool)
     for index, colour in enumerate(COLOURS):
@@ -199,6 +239,9 @@ def detect(image: np.ndarray) -> list[DetectedObject]:
             if areas[component - 1] < MIN_AREA * size**2:
                 continue
             mask = np.pad(components[box] == component, 1)
+            strength = chroma[box[0].start : box[0].stop + 2, box[1].start : box[1].stop + 2]
+            # keep the object's half-maximum region: blurred edges would otherwise widen it
+            mask &= strength >= HALF_MAX * np.percentile(strength[mask], 90)
             obj = _measure(mask, colour, size)
             shift_x, shift_y = (box[1].start - 1) / size, (box[0].start - 1) / size
             found.append(DetectedObject(**{**obj.__dict__, "x": obj.x + shift_x, "y": obj.y + shift_y}))
@@ -269,9 +312,7 @@ def score_objects(prompt: Prompt, objects: list[DetectedObject] | tuple[Detected
             attributes[name] = attributes.get(name, True) and value
         reference = next((o for o in objects if o.colour == prompt.reference.colour), None)
         attributes["relation"] = (
-            subject is not None
-            and reference is not None
-            and relation_holds(prompt.relation, subject, reference)
+            subject is not None and reference is not None and relation_holds(prompt.relation, subject, reference)
         )
     return PromptScore(attributes=attributes, objects=tuple(objects))
 
