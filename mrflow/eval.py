@@ -15,7 +15,7 @@ import logging
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,9 +85,7 @@ def as_benchmark_prompts(prompts: Sequence[BenchmarkPrompt | str]) -> list[Bench
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) float in [0, 1] → (B, H, W, 3) uint8."""
-    return (
-        (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    )
+    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _score_batch(batch: list[BenchmarkPrompt], images: torch.Tensor) -> list[dict[str, Any]]:
@@ -98,55 +96,48 @@ def _score_batch(batch: list[BenchmarkPrompt], images: torch.Tensor) -> list[dic
     return rows
 
 
-def _run_preset(
-    pipeline: TextToImage,
-    prompts: list[BenchmarkPrompt],
-    preset: str,
-    seeds: Sequence[int],
-    size: tuple[int, int],
-    batch_size: int,
-    grid_rows: int,
-) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, torch.Tensor]]:
-    """Generate and score every (seed, prompt); returns rows, timing and the grid's example images."""
-    rows: list[dict[str, Any]] = []
-    per_image: list[float] = []
-    total_seconds = 0.0
-    stage_totals: dict[str, float] = defaultdict(float)
-    examples: dict[str, list[torch.Tensor]] = defaultdict(list)
-    config: dict[str, Any] = {}
-    for seed in seeds:
-        for start in range(0, len(prompts), batch_size):
-            batch = prompts[start : start + batch_size]
-            image_seeds = [seed * 100_003 + start + i for i in range(len(batch))]
-            texts = [p.text for p in batch]
-            out = pipeline(
-                texts, height=size[0], width=size[1], preset=preset, seed=image_seeds, output_type="pt"
-            )
-            config = dict(out.config)
-            per_image.append(out.total_seconds / len(batch))
-            total_seconds += out.total_seconds
-            for stage, seconds in out.stage_seconds.items():
-                stage_totals[stage] += seconds
-            scored = _score_batch(batch, out.images)
-            low_res = _score_batch(batch, out.low_res_images) if out.low_res_images is not None else None
-            for offset, (item, row) in enumerate(zip(batch, scored, strict=True)):
-                row.update(preset=preset, seed=image_seeds[offset], prompt=item.text, kind=item.prompt.kind)
-                if low_res is not None:
-                    row["low_res_correct"] = low_res[offset]["correct"]
-                rows.append(row)
-            if seed == seeds[0] and start < grid_rows:
-                keep = min(len(batch), grid_rows - start)
-                for name in ("images", "low_res_images", "upscaled_images"):
-                    value = getattr(out, name)
-                    if value is not None:
-                        examples[name].append(value[:keep].detach().float().cpu())
-    timing = {
-        "median_seconds_per_image": statistics.median(per_image),
-        "total_seconds": total_seconds,
-        "stage_seconds": dict(stage_totals),
-        "config": config,
-    }
-    return rows, timing, {name: torch.cat(parts) for name, parts in examples.items()}
+@dataclass
+class _PresetRun:
+    """What one preset accumulates over the run (internal, mutable)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    per_image: list[float] = field(default_factory=list)
+    total_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    examples: dict[str, list[torch.Tensor]] = field(default_factory=lambda: defaultdict(list))
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def add(
+        self, preset: str, batch: list[BenchmarkPrompt], image_seeds: list[int], out: MrFlowOutput, grid_rows: int
+    ) -> None:
+        """Record one call: time it per image, score its final (and low-res) images, keep grid examples."""
+        self.config = dict(out.config)
+        self.per_image.append(out.total_seconds / len(batch))
+        self.total_seconds += out.total_seconds
+        for stage, seconds in out.stage_seconds.items():
+            self.stage_seconds[stage] += seconds
+        scored = _score_batch(batch, out.images)
+        low_res = _score_batch(batch, out.low_res_images) if out.low_res_images is not None else None
+        for offset, (item, row) in enumerate(zip(batch, scored, strict=True)):
+            row.update(preset=preset, seed=image_seeds[offset], prompt=item.text)
+            row["kind"] = item.prompt.kind
+            if low_res is not None:
+                row["low_res_correct"] = low_res[offset]["correct"]
+            self.rows.append(row)
+        keep = grid_rows - sum(len(t) for t in self.examples.get("images", []))
+        for name in ("images", "low_res_images", "upscaled_images") if keep > 0 else ():
+            value = getattr(out, name)
+            if value is not None:
+                self.examples[name].append(value[:keep].detach().float().cpu())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "accuracy": summarise(self.rows),
+            "median_seconds_per_image": statistics.median(self.per_image),
+            "total_seconds": self.total_seconds,
+            "stage_seconds": dict(self.stage_seconds),
+            "config": self.config,
+        }
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -204,41 +195,53 @@ def run_benchmark(
     if height != width:
         raise ValueError(f"the detector scores square images, got {height}x{width}")
     if not presets or batch_size < 1 or not seeds:
-        raise ValueError(
-            f"need presets, seeds and batch_size >= 1, got {presets!r}, {seeds!r}, {batch_size!r}"
-        )
+        raise ValueError(f"need presets, seeds and batch_size >= 1, got {presets!r}, {seeds!r}, {batch_size!r}")
     items = benchmark_prompts() if prompts is None else as_benchmark_prompts(prompts)
-    report: dict[str, Any] = {
+    size = {"height": height, "width": width}
+    if warmup:
+        for preset in presets:
+            pipeline([items[0].text], **size, preset=preset, seed=[0], output_type="pt")
+    runs = {preset: _PresetRun() for preset in presets}
+    logger.info("benchmark: %d prompts × %d seeds, presets %s", len(items), len(seeds), list(presets))
+    for seed in seeds:
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            image_seeds = [seed * 100_003 + start + i for i in range(len(batch))]
+            for preset in presets:  # interleaved, so load changes on the machine hit every preset alike
+                out = pipeline([p.text for p in batch], **size, preset=preset, seed=image_seeds, output_type="pt")
+                runs[preset].add(preset, batch, image_seeds, out, grid_rows)
+    report = _report(items, presets, seeds, (height, width), batch_size, runs)
+    if out_dir is not None:
+        examples = {preset: {k: torch.cat(v) for k, v in run.examples.items()} for preset, run in runs.items()}
+        write_report(report, examples, [item.text for item in items[:grid_rows]], Path(out_dir))
+    return report
+
+
+def _report(
+    items: list[BenchmarkPrompt],
+    presets: Sequence[str],
+    seeds: Sequence[int],
+    size: tuple[int, int],
+    batch_size: int,
+    runs: dict[str, _PresetRun],
+) -> dict[str, Any]:
+    summaries = {preset: run.summary() for preset, run in runs.items()}
+    baseline = summaries[presets[0]]["median_seconds_per_image"]
+    for entry in summaries.values():
+        median = entry["median_seconds_per_image"]
+        entry["speedup"] = baseline / median if median > 0 else None
+    return {
         "benchmark": {
             "num_prompts": len(items),
             "kinds": dict(Counter(item.prompt.kind for item in items)),
             "seeds": list(seeds),
-            "size": [height, width],
+            "size": list(size),
             "batch_size": batch_size,
             "baseline": presets[0],
         },
-        "presets": {},
-        "results": [],
+        "presets": summaries,
+        "results": [row for run in runs.values() for row in run.rows],
     }
-    all_examples: dict[str, dict[str, torch.Tensor]] = {}
-    for preset in presets:
-        if warmup:
-            pipeline([items[0].text], height=height, width=width, preset=preset, seed=[0], output_type="pt")
-        logger.info("benchmark: %d prompts × %d seeds with preset %s", len(items), len(seeds), preset)
-        rows, timing, examples = _run_preset(
-            pipeline, items, preset, seeds, (height, width), batch_size, grid_rows
-        )
-        report["presets"][preset] = {"accuracy": summarise(rows), **timing}
-        report["results"].extend(rows)
-        all_examples[preset] = examples
-    baseline = report["presets"][presets[0]]["median_seconds_per_image"]
-    for entry in report["presets"].values():
-        entry["speedup"] = (
-            baseline / entry["median_seconds_per_image"] if entry["median_seconds_per_image"] else None
-        )
-    if out_dir is not None:
-        write_report(report, all_examples, [item.text for item in items[:grid_rows]], Path(out_dir))
-    return report
 
 
 def write_report(

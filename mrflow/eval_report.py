@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from mrflow.output import STAGES
 from mrflow.scenes.detect import ATTRIBUTES
 
 TEXT_COLUMN = 200  # width of the prompt column in the grid, pixels
@@ -64,7 +65,21 @@ def markdown_report(report: dict[str, Any]) -> str:
     for name, entry in report["presets"].items():
         by_kind = entry["accuracy"]["by_kind"]
         lines.append(f"| `{name}` | " + " | ".join(_percent(by_kind.get(k)) for k in kinds) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _stage_table(report)) + "\n"
+
+
+def _stage_table(report: dict[str, Any]) -> list[str]:
+    """Wall seconds per stage, summed over the run (stages no preset used are left out)."""
+    entries = report["presets"]
+    stages = [s for s in STAGES if any(e["stage_seconds"].get(s, 0.0) > 0 for e in entries.values())]
+    if not stages:
+        return []
+    lines = ["", "Seconds per stage, summed over all images:", "", "| preset | " + " | ".join(stages) + " | total |"]
+    lines.append("|" + "---|" * (len(stages) + 2))
+    for name, entry in entries.items():
+        cells = [f"{entry['stage_seconds'].get(s, 0.0):.2f}" for s in stages]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {entry['total_seconds']:.2f} |")
+    return lines
 
 
 def _cells(images: torch.Tensor, cell: int) -> np.ndarray:
@@ -87,9 +102,7 @@ def grid_columns(examples: dict[str, dict[str, torch.Tensor]]) -> list[tuple[str
     return columns
 
 
-def make_grid(
-    prompts: list[str], examples: dict[str, dict[str, torch.Tensor]], cell: int = 192
-) -> Image.Image:
+def make_grid(prompts: list[str], examples: dict[str, dict[str, torch.Tensor]], cell: int = 192) -> Image.Image:
     """A grid with one row per prompt: prompt text | native | low-res | upscaled | refined."""
     columns = grid_columns(examples)
     rows = min([len(prompts), *(len(images) for _, images in columns)])
