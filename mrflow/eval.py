@@ -14,7 +14,7 @@ import json
 import logging
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ import torch
 
 from mrflow.eval_report import make_grid, markdown_report
 from mrflow.io import atomic_write
-from mrflow.output import MrFlowOutput
+from mrflow.output import Images, MrFlowOutput
 from mrflow.scenes import Prompt, parse_caption, sample_scene, score_image
 from mrflow.scenes.detect import ATTRIBUTES
 
@@ -88,7 +88,9 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _score_batch(batch: list[BenchmarkPrompt], images: torch.Tensor) -> list[dict[str, Any]]:
+def _score_batch(batch: list[BenchmarkPrompt], images: Images) -> list[dict[str, Any]]:
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"the pipeline must return (B, 3, H, W) tensors for output_type='pt', got {type(images)}")
     rows = []
     for item, image in zip(batch, _to_uint8(images), strict=True):
         score = score_image(item.prompt, image)
@@ -244,6 +246,13 @@ def _report(
     }
 
 
+def _text_writer(text: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    return write
+
+
 def write_report(
     report: dict[str, Any],
     examples: dict[str, dict[str, torch.Tensor]],
@@ -252,10 +261,8 @@ def write_report(
 ) -> None:
     """Write ``report.json``, ``report.md`` and ``grid.png`` atomically into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=1, sort_keys=False)
-    atomic_write(out_dir / "report.json", lambda tmp: tmp.write_text(text + "\n"), overwrite=True)
-    markdown = markdown_report(report)
-    atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown), overwrite=True)
+    atomic_write(out_dir / "report.json", _text_writer(json.dumps(report, indent=1) + "\n"), overwrite=True)
+    atomic_write(out_dir / "report.md", _text_writer(markdown_report(report)), overwrite=True)
     grid = make_grid(grid_prompts, examples)
     atomic_write(out_dir / "grid.png", lambda tmp: grid.save(tmp, format="PNG"), overwrite=True)
     logger.info("benchmark report written to %s", out_dir)

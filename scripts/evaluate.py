@@ -14,28 +14,16 @@ import logging
 
 import torch
 
-from mrflow.eval import BENCHMARK_SEED, DEFAULT_PROMPT_COUNT, benchmark_prompts, run_benchmark
+from mrflow.eval import BENCHMARK_SEED, DEFAULT_PROMPT_COUNT, TextToImage, benchmark_prompts, run_benchmark
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model", default=None, help="diffusers folder or hub id; default: the embedded model"
-    )
-    parser.add_argument(
-        "--upscaler", default=None, help="upscaler name or weights file (default: the model's)"
-    )
-    parser.add_argument(
-        "--oracle", action="store_true", help="score rendered ground truth instead of a model"
-    )
-    parser.add_argument(
-        "--presets", nargs="+", default=["native", "12plus1"], help="first one is the baseline"
-    )
-    parser.add_argument(
-        "--prompts", type=int, default=DEFAULT_PROMPT_COUNT, help="number of held-out prompts"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="diffusers folder or hub id; default: the embedded model")
+    parser.add_argument("--upscaler", default=None, help="upscaler name or weights file (default: the model's)")
+    parser.add_argument("--oracle", action="store_true", help="score rendered ground truth instead of a model")
+    parser.add_argument("--presets", nargs="+", default=["native", "12plus1"], help="first one is the baseline")
+    parser.add_argument("--prompts", type=int, default=DEFAULT_PROMPT_COUNT, help="number of held-out prompts")
     parser.add_argument("--prompt-seed", type=int, default=BENCHMARK_SEED, help="seed of the prompt set")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="image seeds (one run each)")
     parser.add_argument("--size", type=int, default=256, help="target side in pixels")
@@ -52,6 +40,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    pipeline: TextToImage
     if args.oracle:
         from mrflow.scenes.oracle import OraclePipeline
 
@@ -59,8 +48,9 @@ def main() -> None:
     else:
         from mrflow import MrFlowPipeline
 
-        pipeline = MrFlowPipeline.from_pretrained(args.model, upscaler=args.upscaler, device=args.device)
-        pipeline.set_progress_bar_config(disable=True)
+        model = MrFlowPipeline.from_pretrained(args.model, upscaler=args.upscaler, device=args.device)
+        model.set_progress_bar_config(disable=True)
+        pipeline = model
     report = run_benchmark(
         pipeline,
         benchmark_prompts(args.prompts, args.prompt_seed),

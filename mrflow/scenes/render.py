@@ -150,7 +150,7 @@ def _background(background: Background, size: int) -> np.ndarray:
     t = 0.5 + (xs * cos + ys * sin) / (abs(cos) + abs(sin))
     start = np.asarray(background.start, dtype=np.float32)
     end = np.asarray(background.end, dtype=np.float32)
-    image = start + t[..., None] * (end - start)
+    image: np.ndarray = start + t[..., None] * (end - start)
     if background.pattern != "none":
         diagonal_u = (xs + ys) / math.sqrt(2)
         diagonal_v = (xs - ys) / math.sqrt(2)

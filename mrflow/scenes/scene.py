@@ -52,9 +52,7 @@ class SceneObject:
             raise ValueError(f"radius {self.radius!r} is outside [{low}, {high}] for size {self.size!r}")
         for name, value in (("x", self.x), ("y", self.y)):
             if not self.radius <= value <= 1 - self.radius:
-                raise ValueError(
-                    f"{name} = {value!r} puts the object (radius {self.radius}) outside the image"
-                )
+                raise ValueError(f"{name} = {value!r} puts the object (radius {self.radius}) outside the image")
         if not 0 < self.period < 0.5:
             raise ValueError(f"period must be in (0, 0.5), got {self.period!r}")
 
@@ -108,9 +106,7 @@ class Scene:
     def __post_init__(self) -> None:
         expected = 2 if self.prompt.kind == "relation" else self.prompt.count
         if len(self.objects) != expected:
-            raise ValueError(
-                f"a {self.prompt.kind!r} scene needs {expected} objects, got {len(self.objects)}"
-            )
+            raise ValueError(f"a {self.prompt.kind!r} scene needs {expected} objects, got {len(self.objects)}")
         if not self.caption:
             raise ValueError("caption must not be empty")
 
@@ -120,9 +116,7 @@ def _radius(rng: np.random.Generator, size: str, shrink: float = 0.0) -> float:
     return float(rng.uniform(low, high - shrink * (high - low)))
 
 
-def _make_object(
-    rng: np.random.Generator, spec: ObjectSpec, size: str, x: float, y: float, r: float
-) -> SceneObject:
+def _make_object(rng: np.random.Generator, spec: ObjectSpec, size: str, x: float, y: float, r: float) -> SceneObject:
     return SceneObject(
         shape=spec.shape,
         colour=spec.colour,
@@ -154,9 +148,7 @@ def _place_single(rng: np.random.Generator, prompt: Prompt) -> tuple[SceneObject
     size = prompt.subject.size or str(rng.choice(SIZES))
     r = _radius(rng, size)
     x0, x1, y0, y1 = _position_box(prompt.position, r)
-    return (
-        _make_object(rng, prompt.subject, size, float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)), r),
-    )
+    return (_make_object(rng, prompt.subject, size, float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1)), r),)
 
 
 def _separated(points: list[tuple[float, float, float]]) -> bool:
@@ -202,6 +194,10 @@ def _place_relation(rng: np.random.Generator, prompt: Prompt) -> tuple[SceneObje
     raise RuntimeError(f"could not place a {prompt.relation!r} pair")  # unreachable with SIZE_RADII
 
 
+def _rgb(colour: np.ndarray) -> tuple[float, float, float]:
+    return float(colour[0]), float(colour[1]), float(colour[2])
+
+
 def _sample_background(rng: np.random.Generator) -> Background:
     names = list(BACKGROUNDS)
     start = np.asarray(BACKGROUNDS[names[int(rng.integers(len(names)))]], dtype=float) / 255
@@ -210,8 +206,8 @@ def _sample_background(rng: np.random.Generator) -> Background:
     else:
         end = start
     return Background(
-        start=tuple(float(c) for c in start),
-        end=tuple(float(c) for c in end),
+        start=_rgb(start),
+        end=_rgb(end),
         angle=float(rng.uniform(0, 2 * math.pi)),
         pattern=str(rng.choice(BG_PATTERNS)),
         pattern_period=float(rng.uniform(0.02, 0.05)),
