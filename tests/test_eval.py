@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 import torch
-from mrflow.pipelines.flux import FluxBackbone
 from PIL import Image
 
 from mrflow import MrFlowPipeline
 from mrflow.eval import BENCHMARK_SEED, as_benchmark_prompts, benchmark_prompts, run_benchmark, summarise
+from mrflow.pipelines.flux import FluxBackbone
 from mrflow.scenes import sample_scenes
 from mrflow.scenes.oracle import OraclePipeline
 

@@ -92,11 +92,7 @@ def test_captions_parse_back_to_their_prompts():
 def test_objects_agree_with_their_prompt():
     for scene in sample_scenes(4, 300):
         prompt = scene.prompt
-        specs = (
-            [prompt.subject] * prompt.count
-            if prompt.reference is None
-            else [prompt.subject, prompt.reference]
-        )
+        specs = [prompt.subject] * prompt.count if prompt.reference is None else [prompt.subject, prompt.reference]
         for spec, obj in zip(specs, scene.objects, strict=True):
             assert (obj.shape, obj.colour) == (spec.shape, spec.colour)
             assert spec.size in (None, obj.size)

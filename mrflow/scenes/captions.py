@@ -87,11 +87,7 @@ def _parse_noun_phrase(text: str) -> tuple[ObjectSpec, int]:
     if size is not None:
         text = text.split(" ", 1)[1]
     colour, _, noun = text.partition(" ")
-    shapes = {
-        forms[0 if count == 1 else 1]: shape
-        for shape, all_forms in SHAPE_WORDS.items()
-        for forms in all_forms
-    }
+    shapes = {forms[0 if count == 1 else 1]: shape for shape, all_forms in SHAPE_WORDS.items() for forms in all_forms}
     if colour not in COLOURS or noun not in shapes:
         raise ValueError(f"cannot parse object phrase {text!r}")
     return ObjectSpec(shape=shapes[noun], colour=colour, size=size), count

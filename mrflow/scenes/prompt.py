@@ -76,9 +76,7 @@ class Prompt:
             raise ValueError(f"relation objects need different colours, both are {self.subject.colour!r}")
 
 
-def _sample_spec(
-    rng: np.random.Generator, mention_size: float = 0.5, exclude_colour: str | None = None
-) -> ObjectSpec:
+def _sample_spec(rng: np.random.Generator, mention_size: float = 0.5, exclude_colour: str | None = None) -> ObjectSpec:
     colours = [c for c in COLOURS if c != exclude_colour]
     size = str(rng.choice(SIZES)) if rng.random() < mention_size else None
     return ObjectSpec(shape=str(rng.choice(SHAPES)), colour=str(rng.choice(colours)), size=size)
