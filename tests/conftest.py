@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread: the tiny test models gain nothing from more, and oversubscribed cores (parallel
+# processes, a busy machine) slow multi-threaded tiny matmuls by an order of magnitude.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
