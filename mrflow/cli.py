@@ -15,9 +15,14 @@ SubcommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _subcommands() -> list[SubcommandAdder]:
-    from mrflow import cli_bench, cli_generate, cli_upscale
+    from mrflow import cli_bench, cli_eval, cli_generate, cli_upscale
 
-    adders: list[SubcommandAdder] = [cli_generate.add_parser, cli_bench.add_parser, cli_upscale.add_parser]
+    adders: list[SubcommandAdder] = [
+        cli_generate.add_parser,
+        cli_bench.add_parser,
+        cli_eval.add_parser,
+        cli_upscale.add_parser,
+    ]
     return adders
 
 

@@ -1,0 +1,40 @@
+"""``mrflow eval`` end to end on the oracle pipeline (renders each prompt's own scene)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_eval_oracle_scores_everything_and_never_clobbers(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "mrflow",
+        "eval",
+        "--oracle",
+        "--prompts",
+        "12",
+        "--size",
+        "128",
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["presets"]["native"]["accuracy"]["overall"] == 1.0
+    assert len(report["results"]) == 2 * 12
+    before = (tmp_path / "report.json").read_bytes()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "report.json exists" in again.stderr
+    assert (tmp_path / "report.json").read_bytes() == before
+    bad = subprocess.run(
+        [*command[:4], "--presets", "native", "warp", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "argument --presets" in bad.stderr
