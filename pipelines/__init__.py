@@ -17,6 +17,7 @@ ADAPTERS: dict[str, str] = {
     "QwenImagePipeline": "mrflow.pipelines.qwenimage:QwenImageBackbone",
     "ZImagePipeline": "mrflow.pipelines.zimage:ZImageBackbone",
     "Flux2KleinPipeline": "mrflow.pipelines.flux2:Flux2KleinBackbone",
+    "MrFlowTinyPipeline": "mrflow.pipelines.tiny:TinyBackbone",
 }
 
 

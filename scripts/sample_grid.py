@@ -30,9 +30,7 @@ PROMPTS = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--out", type=Path, default=Path("grid.png"))
     parser.add_argument("--presets", nargs="+", default=["native", "12plus1"])
@@ -57,9 +55,7 @@ def main() -> None:
             "num_inference_steps": None if staged else args.steps,
         }
         start = time.time()
-        out = pipe(
-            prompts, preset=preset, seed=args.seed, guidance_scale=args.guidance, output_type="np", **options
-        )
+        out = pipe(prompts, preset=preset, seed=args.seed, guidance_scale=args.guidance, output_type="np", **options)
         print(f"{preset}: {(time.time() - start) / len(prompts):.2f} s/image, stages {out.stage_seconds}")
         columns.append(out.images)
     size, label = columns[0].shape[1], 14
@@ -69,9 +65,7 @@ def main() -> None:
         top = row * (size + label)
         draw.text((2, top + 1), prompt, fill="black")
         for col, images in enumerate(columns):
-            grid.paste(
-                Image.fromarray((images[row] * 255).round().astype(np.uint8)), (col * size, top + label)
-            )
+            grid.paste(Image.fromarray((images[row] * 255).round().astype(np.uint8)), (col * size, top + label))
     grid.save(args.out)
     print(f"wrote {args.out}")
 

@@ -1,8 +1,8 @@
-"""Train the embedded model's flow transformer on cached latents at 64², 128² and 256², then export.
+"""Train the embedded model's pixel-space flow transformer at 64², 128² and 256², then export it.
 
-    python scripts/prepare_data.py && python scripts/train_vae.py     # data, autoencoder, latents
-    python scripts/train_flow.py --steps 600                          # a first model (~12 min)
-    python scripts/train_flow.py --steps 3000 --resume                # continue the same run
+    python scripts/prepare_data.py                                    # renders + caption embeddings
+    python scripts/train_flow.py --steps 600 --export DIR             # a first model
+    python scripts/train_flow.py --steps 3000 --resume --export DIR   # continue the same run
 
 Each step trains at one resolution drawn from ``--size-weights`` with that size's batch; σ is drawn
 from a logit-normal / uniform / refine-range mixture (:class:`mrflow.tiny.training.SigmaSampling`);
@@ -20,15 +20,15 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
 from tqdm import tqdm
 
 from mrflow.tiny.data import (
     default_train_dir,
     load_caption_cache,
     load_checkpoint,
-    load_latents,
+    load_images,
     save_checkpoint,
+    to_unit_batch,
 )
 from mrflow.tiny.models import (
     TinyModelConfig,
@@ -49,19 +49,14 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=default_train_dir() / "data")
-    parser.add_argument("--vae", type=Path, default=default_train_dir() / "vae" / "final")
     parser.add_argument("--out", type=Path, default=default_train_dir() / "flow")
     parser.add_argument("--export", type=Path, default=None, help="model folder to write at the end")
     parser.add_argument("--steps", type=int, default=3000, help="total steps (a resumed run continues to it)")
-    parser.add_argument(
-        "--size-weights", type=float, nargs=3, default=[0.3, 0.2, 0.5], help="for 64, 128, 256"
-    )
+    parser.add_argument("--size-weights", type=float, nargs=3, default=[0.3, 0.2, 0.5], help="for 64, 128, 256")
     parser.add_argument("--batch", type=int, nargs=3, default=[64, 32, 16], help="for 64, 128, 256")
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=8e-4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--drop", type=float, default=0.1, help="caption dropout probability (CFG)")
     parser.add_argument("--ema", type=float, default=0.998)
@@ -98,7 +93,7 @@ def main() -> None:
         generator.set_state(state["generator"])
         step, seconds = int(state["step"]), float(state["seconds"])
         log.info("resumed from %s at step %d (%.0f s trained)", checkpoint, step, seconds)
-    latents = {size: load_latents(args.data, size) for size in SIZES}
+    images = {size: load_images(args.data, size) for size in SIZES}
     text, null = load_caption_cache(args.data)
     sampling = SigmaSampling()
     size_weights = torch.tensor(args.size_weights)
@@ -119,8 +114,8 @@ def main() -> None:
                 group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
             which = int(torch.multinomial(size_weights, 1, generator=generator))
             size, batch = SIZES[which], args.batch[which]
-            index = torch.randint(len(latents[size]), (batch,), generator=generator)
-            x0 = latents[size][index]
+            index = torch.randint(len(images[size]), (batch,), generator=generator).sort().values
+            x0 = to_unit_batch(images[size][index.numpy()])  # sorted: sequential reads of the memmap
             noise = torch.randn(x0.shape, generator=generator)
             sigmas = sample_sigmas(batch, sampling, generator)
             conditioning = drop_captions(text[index], null, args.drop, generator)
@@ -156,8 +151,7 @@ def main() -> None:
                 save_checkpoint(checkpoint, state)
     log.info("trained %d steps, %.0f s in all", step, time.time() - start)
     if args.export is not None:
-        vae = AutoencoderKL.from_pretrained(str(args.vae))
-        save_model_folder(args.export, vae, ema, build_scheduler(config.scheduler), config.text)
+        save_model_folder(args.export, ema, build_scheduler(config.scheduler), config.text)
         log.info("exported EMA weights to %s", args.export)
 
 

@@ -6,7 +6,6 @@ Cache layout in a data folder (outside the repository; see :func:`default_train_
     captions.json                                   {"seed": ..., "captions": [...]}
     text.safetensors                                tokens (N, L, 384) fp16, pooled (N, 384) fp16,
                                                     null_tokens (1, L, 384), null_pooled (1, 384)
-    latents_<S>.safetensors                         (N, C, S/8, S/8) fp32, written after VAE training
 """
 
 from __future__ import annotations
@@ -75,7 +74,7 @@ def load_images(folder: Path, size: int) -> np.ndarray:
 
 
 def to_unit_batch(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` → float32 ``(B, 3, H, W)`` in [-1, 1] (the VAE's range)."""
+    """uint8 ``(B, H, W, 3)`` → float32 ``(B, 3, H, W)`` in [-1, 1] (the model's pixel range)."""
     return torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
@@ -105,14 +104,6 @@ def load_caption_cache(folder: Path) -> tuple[TextEmbeddings, TextEmbeddings]:
     text = TextEmbeddings(data["tokens"].float(), data["pooled"].float())
     null = TextEmbeddings(data["null_tokens"].float(), data["null_pooled"].float())
     return text, null
-
-
-def save_latents(folder: Path, size: int, latents: torch.Tensor) -> None:
-    save_file({"latents": latents.contiguous().cpu()}, str(folder / f"latents_{size}.safetensors"))
-
-
-def load_latents(folder: Path, size: int) -> torch.Tensor:
-    return load_file(str(folder / f"latents_{size}.safetensors"))["latents"]
 
 
 def save_checkpoint(path: Path, state: dict[str, object]) -> None:

@@ -1,7 +1,9 @@
-"""Training objectives of the embedded model: rectified flow for the transformer, β-VAE for the autoencoder.
+"""The training objective of the embedded model: rectified flow with clean-image prediction.
 
 σ convention as everywhere in mrflow: σ = 1 is pure noise, σ = 0 is data; the path is
-``x_σ = (1 − σ)·x0 + σ·ε`` and the transformer regresses the velocity ``v = ε − x0`` at timestep σ·1000.
+``x_σ = (1 − σ)·x0 + σ·ε`` and the velocity is ``v = ε − x0 = (x_σ − x0)/σ``. The transformer, fed
+timestep σ·1000, predicts x̂0; its velocity ``v̂ = (x_σ − x̂0)/σ`` is regressed onto ``v`` with σ
+floored at :data:`SIGMA_FLOOR` in the division, so the loss weight on x̂0, 1/σ², stays bounded.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, SD3Transformer2DModel
+from diffusers import SD3Transformer2DModel
 
 from mrflow.tiny.text import TextEmbeddings
 
 TIMESTEP_SCALE = 1000.0  # the transformer sees t = σ·1000, as diffusers' SD3 pipeline feeds it
+SIGMA_FLOOR = 0.2  # training only: caps the 1/σ² weight of the image loss (≤ 25) so layout (high σ) is learned
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,7 @@ class SigmaSampling:
         if min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"mixture weights must be >= 0 and not all 0, got {weights}")
         if not 0 <= self.refine_low < self.refine_high <= 1:
-            raise ValueError(
-                f"need 0 <= refine_low < refine_high <= 1, got {self.refine_low}, {self.refine_high}"
-            )
+            raise ValueError(f"need 0 <= refine_low < refine_high <= 1, got {self.refine_low}, {self.refine_high}")
 
 
 def sample_sigmas(count: int, sampling: SigmaSampling, generator: torch.Generator) -> torch.Tensor:
@@ -70,10 +71,10 @@ def drop_captions(
     return TextEmbeddings(tokens, pooled)
 
 
-def predict_velocity(
+def predict_sample(
     transformer: SD3Transformer2DModel, noisy: torch.Tensor, sigmas: torch.Tensor, text: TextEmbeddings
 ) -> torch.Tensor:
-    """The transformer's velocity for latents ``(B, C, h, w)`` at per-sample σ ``(B,)``."""
+    """The transformer's clean-image prediction x̂0 for images ``(B, 3, H, W)`` at per-sample σ ``(B,)``."""
     return transformer(
         hidden_states=noisy,
         timestep=sigmas * TIMESTEP_SCALE,
@@ -83,62 +84,24 @@ def predict_velocity(
     )[0]
 
 
+def velocity_from_sample(noisy: torch.Tensor, sample: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """``v = (x_σ − x̂0)/σ`` for per-sample σ ``(B,)`` (σ > 0)."""
+    return (noisy - sample) / sigmas.to(noisy.dtype)[:, None, None, None]
+
+
 def flow_loss(
     transformer: SD3Transformer2DModel,
-    latents: torch.Tensor,
+    images: torch.Tensor,
     text: TextEmbeddings,
     sigmas: torch.Tensor,
     noise: torch.Tensor,
 ) -> torch.Tensor:
-    """Rectified-flow loss ``‖v_θ(x_σ, σ, c) − (ε − x0)‖²`` for clean latents ``(B, C, h, w)``."""
-    s = sigmas.to(latents.device, latents.dtype)[:, None, None, None]
-    noisy = (1 - s) * latents + s * noise
-    target = noise - latents
-    prediction = predict_velocity(transformer, noisy, sigmas.to(latents.device), text)
-    return F.mse_loss(prediction.float(), target.float())
-
-
-@dataclass(frozen=True)
-class VAELossWeights:
-    l1: float = 1.0
-    mse: float = 1.0
-    edge: float = 0.5  # L1 on image gradients: keeps edges and fine texture sharp without a GAN
-    kl: float = 1e-5  # small: nearly deterministic codes, yet a smooth, bounded latent
-
-
-def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
-
-
-def vae_loss(
-    vae: AutoencoderKL,
-    images: torch.Tensor,
-    weights: VAELossWeights,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Reconstruction + KL loss for images ``(B, 3, H, W)`` in [-1, 1].
-
-    Returns:
-        The scalar loss and its parts as floats (for logging).
-    """
-    posterior = vae.encode(images).latent_dist
-    latents = posterior.sample(generator=generator)
-    reconstruction = vae.decode(latents).sample
-    l1 = (reconstruction - images).abs().mean()
-    mse = F.mse_loss(reconstruction, images)
-    (rx, ry), (ix, iy) = _gradients(reconstruction), _gradients(images)
-    edge = (rx - ix).abs().mean() + (ry - iy).abs().mean()
-    kl = posterior.kl().mean() / images[0].numel()
-    loss = weights.l1 * l1 + weights.mse * mse + weights.edge * edge + weights.kl * kl
-    parts = {
-        name: float(value.detach()) for name, value in (("l1", l1), ("mse", mse), ("edge", edge), ("kl", kl))
-    }
-    return loss, parts
-
-
-@torch.no_grad()
-def latent_statistics(latents: torch.Tensor) -> tuple[float, float]:
-    """``(shift_factor, scaling_factor)`` that give the latents ``(N, C, h, w)`` zero mean and unit std."""
-    mean = float(latents.mean())
-    std = float(latents.std())
-    return mean, 1.0 / std
+    """Rectified-flow loss ``‖v̂ − (ε − x0)‖²`` for clean images ``(B, 3, H, W)`` in [-1, 1]."""
+    s = sigmas.to(images.device, images.dtype)
+    noisy = (1 - s[:, None, None, None]) * images + s[:, None, None, None] * noise
+    sample = predict_sample(transformer, noisy, s, text).float()
+    floored = s.clamp(min=SIGMA_FLOOR).float()
+    # both sides divided by the floored σ: equals ‖ε − x0 − v̂‖² wherever σ ≥ SIGMA_FLOOR
+    velocity = velocity_from_sample(noisy.float(), sample, floored)
+    target = velocity_from_sample(noisy.float(), images.float(), floored)
+    return F.mse_loss(velocity, target)
