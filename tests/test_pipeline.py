@@ -37,9 +37,7 @@ def _reference(diffusers_pipe, seed: int, **kwargs) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("guidance", [3.5, 1.0])
-def test_flux_native_matches_diffusers(
-    flux: MrFlowPipeline, tiny_flux_pipe: FluxPipeline, guidance: float
-) -> None:
+def test_flux_native_matches_diffusers(flux: MrFlowPipeline, tiny_flux_pipe: FluxPipeline, guidance: float) -> None:
     size = dict(height=48, width=64)
     ref = _reference(tiny_flux_pipe, 7, num_inference_steps=5, guidance_scale=guidance, **size)
     out = flux(
@@ -113,9 +111,7 @@ def test_staged_runs_end_to_end_with_stage_times(name: str, request: pytest.Fixt
     assert out.model_evals == {"low_res_sampling": 12, "refine": 1}
     assert out.refine_sigma == pytest.approx(0.12)
     assert out.sigmas["refine"] == pytest.approx([0.12, 0.0])
-    assert len(out.sigmas["low_res_sampling"]) == 13 and out.sigmas["low_res_sampling"][0] == pytest.approx(
-        1.0
-    )
+    assert len(out.sigmas["low_res_sampling"]) == 13 and out.sigmas["low_res_sampling"][0] == pytest.approx(1.0)
     assert set(out.stage_seconds) == set(STAGES)
     staged = ["text_encoding", "low_res_sampling", "low_res_decode", "upscale", "encode", "refine", "decode"]
     assert all(out.stage_seconds[s] > 0 for s in staged)
@@ -126,14 +122,10 @@ def test_staged_runs_end_to_end_with_stage_times(name: str, request: pytest.Fixt
         assert images.min() >= 0 and images.max() <= 1
 
 
-def test_refine_matches_hand_computation(
-    sd3: MrFlowPipeline, tiny_sd3_pipe: StableDiffusion3Pipeline
-) -> None:
+def test_refine_matches_hand_computation(sd3: MrFlowPipeline, tiny_sd3_pipe: StableDiffusion3Pipeline) -> None:
     """One refine step by hand from diffusers parts: encode (posterior mean, scaled), noise, one Euler step, decode."""
     sigma, seed = 0.3, 4
-    out = sd3(
-        "a red cat", height=32, width=32, refine_sigma=sigma, guidance_scale=1.0, seed=seed, output_type="pt"
-    )
+    out = sd3("a red cat", height=32, width=32, refine_sigma=sigma, guidance_scale=1.0, seed=seed, output_type="pt")
     vae, transformer = tiny_sd3_pipe.vae, tiny_sd3_pipe.transformer
     with torch.no_grad():
         moments = vae.encode(out.upscaled_images * 2 - 1).latent_dist.mean
@@ -178,9 +170,7 @@ def test_generator_argument_like_diffusers(flux: MrFlowPipeline) -> None:
     by_gen = flux(
         PROMPTS, height=32, width=32, preset="native", num_inference_steps=2, generator=gens, output_type="pt"
     )
-    by_seed = flux(
-        PROMPTS, height=32, width=32, preset="native", num_inference_steps=2, seed=9, output_type="pt"
-    )
+    by_seed = flux(PROMPTS, height=32, width=32, preset="native", num_inference_steps=2, seed=9, output_type="pt")
     assert torch.equal(by_gen.images, by_seed.images)
     assert by_gen.seeds == [9, 10]
 
@@ -226,3 +216,21 @@ def test_offload_and_tiling_need_support_from_the_backbone(flux: MrFlowPipeline)
     pipe.backbone = Bare()  # type: ignore[assignment]
     with pytest.raises(NotImplementedError, match="bare backbone does not support enable_vae_tiling"):
         pipe.enable_vae_tiling()
+
+
+def test_gan_upscaler_by_name_feeds_the_refine_stage(
+    tiny_flux_pipe: FluxPipeline, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stage 2 with a real built-in Real-ESRGAN network: its output is what gets encoded and refined."""
+    from mrflow.upscalers import load_upscaler
+
+    monkeypatch.setenv("MRFLOW_CACHE_DIR", str(tmp_path))
+    pipe = MrFlowPipeline(FluxBackbone(tiny_flux_pipe, max_sequence_length=16), upscaler="realesr-animevideov3")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.upscaler.name == "realesr-animevideov3" and pipe.upscaler.scale == 4
+    out = pipe("a red cat", height=64, width=48, seed=3, low_res_steps=2, output_type="pt")
+    direct = load_upscaler("realesr-animevideov3").upscale(out.low_res_images, (64, 48))
+    assert out.upscaled_images.shape == (1, 3, 64, 48)
+    assert (out.upscaled_images - direct).abs().max().item() <= 1e-5
+    bicubic = torch.nn.functional.interpolate(out.low_res_images, size=(64, 48), mode="bicubic", antialias=True)
+    assert (out.upscaled_images - bicubic.clamp(0, 1)).abs().max().item() > 1e-2  # a GAN, not interpolation
