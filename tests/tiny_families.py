@@ -19,6 +19,7 @@ from diffusers import (
     ZImagePipeline,
     ZImageTransformer2DModel,
 )
+from tiny import WORDS, _eval
 from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -27,8 +28,6 @@ from transformers import (
     Qwen3ForCausalLM,
     Qwen3Model,
 )
-
-from tiny import WORDS, _eval
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 
