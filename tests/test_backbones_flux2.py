@@ -12,15 +12,6 @@ from mrflow.pipelines.flux2 import Flux2KleinBackbone, empirical_mu
 PROMPTS = ["a red cat", "a big blue dog on the left"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy machine mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=[False, True], ids=["base", "distilled"])
 def klein_pipe(request: pytest.FixtureRequest) -> Flux2KleinPipeline:
     import tiny_families

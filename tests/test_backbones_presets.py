@@ -22,15 +22,6 @@ from mrflow.pipeline import round_to_multiple
 from mrflow.pipelines.flux import FluxBackbone
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy machine mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _raw(variant: str) -> dict:
     text = resources.files("mrflow.configs").joinpath(f"{variant}.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
@@ -42,9 +33,7 @@ def test_every_variant_loads_with_consistent_sizes(variant: str) -> None:
     assert defaults.hub_ids and defaults.description
     assert {"1:1", "16:9", "9:16"} <= set(defaults.sizes)
     for entry in defaults.sizes.values():
-        assert entry.low_res == tuple(
-            round_to_multiple(s * 0.5, defaults.size_multiple) for s in entry.target
-        )
+        assert entry.low_res == tuple(round_to_multiple(s * 0.5, defaults.size_multiple) for s in entry.target)
     table = presets_for(variant)
     assert defaults.default_preset in table
     for name in ("12plus1", "native"):

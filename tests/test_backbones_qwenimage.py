@@ -13,15 +13,6 @@ from mrflow.pipelines.qwenimage import QwenImageBackbone, renormalized_cfg
 PROMPTS = ["a red cat", "a big blue dog on the left"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy machine mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def qwen_pipe() -> QwenImagePipeline:
     import tiny_families
@@ -38,9 +29,7 @@ def mrflow_pipe(qwen_pipe: QwenImagePipeline) -> MrFlowPipeline:
     return pipe
 
 
-def test_native_matches_diffusers_with_true_cfg(
-    qwen_pipe: QwenImagePipeline, mrflow_pipe: MrFlowPipeline
-) -> None:
+def test_native_matches_diffusers_with_true_cfg(qwen_pipe: QwenImagePipeline, mrflow_pipe: MrFlowPipeline) -> None:
     seeds = [11, 12, 13, 14]
     reference = qwen_pipe(
         list(PROMPTS),

@@ -12,15 +12,6 @@ from mrflow.pipelines.zimage import ZImageBackbone, zimage_cfg
 PROMPTS = ["a red cat", "a big blue dog on the left"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy machine mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def zimage_pipe() -> ZImagePipeline:
     import tiny_families
@@ -66,12 +57,8 @@ def test_velocity_undoes_the_flipped_time_and_sign(zimage_pipe: ZImagePipeline) 
     backbone = ZImageBackbone(zimage_pipe, turbo=True)
     embeddings = backbone.encode_prompt(["a cat"], None, 1, 0.0)
     latents = torch.randn(1, 4, 8, 8)
-    raw = zimage_pipe.transformer(
-        [latents[0].unsqueeze(1)], torch.tensor([1 - 0.3]), embeddings.prompt_embeds
-    )[0]
-    torch.testing.assert_close(
-        backbone.velocity(latents, 0.3, embeddings, 0.0), -raw[0].squeeze(1).unsqueeze(0)
-    )
+    raw = zimage_pipe.transformer([latents[0].unsqueeze(1)], torch.tensor([1 - 0.3]), embeddings.prompt_embeds)[0]
+    torch.testing.assert_close(backbone.velocity(latents, 0.3, embeddings, 0.0), -raw[0].squeeze(1).unsqueeze(0))
 
 
 def test_turbo_is_chosen_by_name_or_flag(zimage_pipe: ZImagePipeline) -> None:

@@ -35,14 +35,10 @@ def test_bench_report_has_every_stage_and_consistent_speedups(tiny_flux_pipe, tm
     ):
         assert staged["stage_seconds"][stage]["median"] > 0
         assert staged["stage_seconds"][stage]["min"] <= staged["stage_seconds"][stage]["median"]
-    assert native["stage_seconds"]["native_sampling"]["median"] > 0 and native["model_evals"] == {
-        "native_sampling": 28
-    }
+    assert native["stage_seconds"]["native_sampling"]["median"] > 0 and native["model_evals"] == {"native_sampling": 28}
     assert staged["model_evals"] == {"low_res_sampling": 12, "refine": 1}
     ratio = native["total_seconds"]["median"] / staged["total_seconds"]["median"]
-    assert staged["speedup_vs_native"] == pytest.approx(ratio) and native[
-        "speedup_vs_native"
-    ] == pytest.approx(1)
+    assert staged["speedup_vs_native"] == pytest.approx(ratio) and native["speedup_vs_native"] == pytest.approx(1)
     assert staged["peak_memory_bytes"] > 0 and staged["peak_memory_kind"] == "process_rss"
     assert report["environment"]["random_weights"] is False
 

@@ -143,9 +143,7 @@ def test_bad_arguments_exit_2_naming_the_argument(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        code = main(
-            ["generate", "a cat", "--backbone", str(tmp_path / "missing"), "--out", str(tmp_path), *argv]
-        )
+        code = main(["generate", "a cat", "--backbone", str(tmp_path / "missing"), "--out", str(tmp_path), *argv])
         raise SystemExit(code)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err

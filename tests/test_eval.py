@@ -6,7 +6,6 @@ import json
 from collections import Counter
 
 import pytest
-import torch
 from PIL import Image
 
 from mrflow import MrFlowPipeline
@@ -97,16 +96,7 @@ def test_benchmark_prompts_are_not_the_first_training_scenes():
     assert sum(text in training for text in held_out) < 10
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy machine are 10-30× slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def test_real_pipeline_end_to_end(tiny_flux_pipe, tmp_path, one_thread):
+def test_real_pipeline_end_to_end(tiny_flux_pipe, tmp_path):
     pipe = MrFlowPipeline(FluxBackbone(tiny_flux_pipe, max_sequence_length=16))
     pipe.set_progress_bar_config(disable=True)
     report = run_benchmark(

@@ -13,9 +13,7 @@ from mrflow.pipelines.flux import FluxBackbone
 from mrflow.pipelines.sd3 import SD3Backbone
 
 
-@pytest.mark.parametrize(
-    ("fixture", "adapter"), [("tiny_flux_pipe", FluxBackbone), ("tiny_sd3_pipe", SD3Backbone)]
-)
+@pytest.mark.parametrize(("fixture", "adapter"), [("tiny_flux_pipe", FluxBackbone), ("tiny_sd3_pipe", SD3Backbone)])
 def test_from_pretrained_folder_picks_adapter_and_reproduces(
     fixture: str, adapter: type, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
