@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(p)
     p.add_argument("--oracle", action="store_true", help="score rendered ground truth instead of a model (self-test)")
-    p.add_argument("--presets", nargs="+", default=["native", "12plus1"], help="the first one is the speed baseline")
+    p.add_argument(
+        "--presets", nargs="+", default=["native", "12plus1", "12plus1-x4"], help="the first one is the speed baseline"
+    )
     p.add_argument("--prompts", type=positive_int, default=None, help="number of held-out prompts (default 150)")
     p.add_argument("--prompt-seed", type=int, default=None, help="seed of the prompt set (default: the fixed one)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="image seeds, one run of every prompt each")

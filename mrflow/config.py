@@ -140,6 +140,7 @@ BACKBONE_VARIANTS: tuple[str, ...] = (
     "zimage-turbo",
     "flux2-klein",
     "flux2-klein-distilled",
+    "tiny",
 )
 
 

@@ -1,12 +1,14 @@
 """The embedded default model (``mrflow/weights/tiny``), trained by this project.
 
-Family facts: pixel space, no autoencoder: the "latents" are the RGB images ``(B, 3, H, W)`` in
-[-1, 1] (``vae_scale_factor`` 1; decode and encode are the identity). A small ``SD3Transformer2DModel``
-with 16×16-pixel patches, so sides are multiples of 16 and at least 64, predicts the clean image x̂0
-at timestep σ·1000; the velocity is ``(x_σ − x̂0)/σ``. Text from frozen all-MiniLM-L6-v2 (token
-states + mean-pooled vector) loaded from its wheel; true classifier-free guidance against the empty
-caption (or a negative prompt); the scheduler's default grid with its static shift. Trained at 64²,
-128² and 256²; 256² is the default size.
+Family facts: pixel space, no learned autoencoder: the latents are the RGB images in [-1, 1] with
+each 4×4 block folded into channels, ``(B, 48, H/4, W/4)`` (``vae_scale_factor`` 4; decode and encode
+are exact reshapes). A small ``UNet2DConditionModel``, EDM-preconditioned, denoises at timestep σ·1000 and the
+velocity is ``(x_σ − x̂0)/σ``; sides
+are multiples of 16 and at least 64. Text from frozen all-MiniLM-L6-v2 (token states for
+cross-attention, the mean-pooled vector added to the timestep embedding) loaded from its wheel; true
+classifier-free guidance against the empty caption (or a negative prompt); the scheduler's default
+grid with a shift that grows with the latent size (as FLUX's). Trained at 64², 128² and 256²; 256² is the default size. Default steps, guidance
+and presets (``12plus1`` from 128², ``12plus1-x4`` from 64²) are in ``configs/tiny.toml``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 
+from mrflow.config import backbone_defaults
 from mrflow.pipelines.common import default_dtype, resolve_device, scheduler_sigmas
-from mrflow.tiny.models import read_text_config
+from mrflow.tiny.models import FOLD, fold, read_text_config, unfold
 from mrflow.tiny.text import MiniLMEncoder, TextEmbeddings
 from mrflow.tiny.training import predict_sample
 
@@ -38,32 +41,35 @@ class TinyBackbone:
     """Adapter of the embedded model to :class:`mrflow.backbone.Backbone`.
 
     Args:
-        transformer, scheduler: the diffusers components of the model folder.
+        unet, scheduler: the diffusers components of the model folder.
         text_encoder: the frozen MiniLM encoder.
         source: where the weights came from, for reports.
     """
 
     family = "tiny"
+    variant = "tiny"  # steps, guidance and presets from configs/tiny.toml
     uses_negative_prompt = True
     default_size = 256
-    default_steps = 28
-    default_guidance = 4.0
 
     def __init__(
         self,
-        transformer: SD3Transformer2DModel,
+        unet: UNet2DConditionModel,
         scheduler: FlowMatchEulerDiscreteScheduler,
         text_encoder: MiniLMEncoder,
         source: str = "",
     ) -> None:
-        self.transformer = transformer.eval()
+        self.unet = unet.eval()
         self.scheduler = scheduler
         self.text_encoder = text_encoder
         self.source = source
-        self.latent_channels = int(transformer.config.in_channels)
-        self.vae_scale_factor = 1  # pixel space
-        self.size_multiple = int(transformer.config.patch_size)
-        self.min_size = 64  # the smallest training size (4×4 patches)
+        defaults = backbone_defaults(self.variant)
+        self.default_steps = defaults.steps
+        self.default_guidance = defaults.guidance
+        self.default_negative_prompt = defaults.negative_prompt or ""
+        self.latent_channels = int(unet.config.in_channels)
+        self.vae_scale_factor = FOLD  # folded pixels
+        self.size_multiple = FOLD * 2 ** (len(unet.config.block_out_channels) - 1)
+        self.min_size = 64  # the smallest training size
 
     @classmethod
     def from_pretrained(
@@ -73,32 +79,32 @@ class TinyBackbone:
         dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> TinyBackbone:
-        """Load a model folder (``model_index.json`` + ``transformer/``, ``scheduler/``).
+        """Load a model folder (``model_index.json`` + ``unet/``, ``scheduler/``).
 
-        fp32 is the default on the CPU (the model is small and was trained in fp32); ``dtype``
-        applies to the transformer.
+        fp32 is the default on the CPU (the model was trained in fp32 and is stored in fp16);
+        ``dtype`` applies to the UNet.
         """
         if kwargs:
             raise ValueError(f"unexpected options for the tiny backbone: {sorted(kwargs)}")
         device = resolve_device(device)
         dtype = dtype or (torch.float32 if device.type == "cpu" else default_dtype(device))
         folder = str(source)
-        transformer = SD3Transformer2DModel.from_pretrained(folder, subfolder="transformer", dtype=dtype)
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
         text_encoder = MiniLMEncoder(read_text_config(folder), device=device)
         logger.info("loaded tiny model from %s (%s, %s)", folder, device, dtype)
-        return cls(transformer.to(device), scheduler, text_encoder, source=folder)
+        return cls(unet.to(device), scheduler, text_encoder, source=folder)
 
     @property
     def device(self) -> torch.device:
-        return self.transformer.device
+        return self.unet.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
+        return self.unet.dtype
 
     def to(self, device: torch.device | str) -> TinyBackbone:
-        self.transformer.to(device)
+        self.unet.to(device)
         self.text_encoder.to(device)
         return self
 
@@ -114,22 +120,21 @@ class TinyBackbone:
         cond = cond[torch.arange(len(prompts)).repeat_interleave(num_images_per_prompt)]
         uncond = None
         if guidance > 1:
-            negatives = negative_prompts or [""] * len(prompts)
+            negatives = negative_prompts or [self.default_negative_prompt] * len(prompts)
             uncond = self.text_encoder(negatives).to(self.device, self.dtype)
             uncond = uncond[torch.arange(len(prompts)).repeat_interleave(num_images_per_prompt)]
         return TinyEmbeddings(cond, uncond)
 
     def native_sigmas(self, num_steps: int, height: int, width: int) -> torch.Tensor:
-        patch = int(self.transformer.config.patch_size)
-        tokens = (height // patch) * (width // patch)
+        tokens = (height // FOLD) * (width // FOLD)  # latent positions
         return scheduler_sigmas(self.scheduler.config, num_steps, tokens)
 
     def velocity(
         self, latents: torch.Tensor, sigma: float, embeddings: TinyEmbeddings, guidance: float
     ) -> torch.Tensor:
-        """Guided ``v = (x_σ − x̂0)/σ`` for images ``(B, 3, H, W)``; CFG mixes the two velocities."""
+        """Guided ``v = (x_σ − x̂0)/σ`` for folded latents ``(B, 48, h, w)``; CFG mixes the two velocities."""
         if not 0 < sigma <= 1:
-            raise ValueError(f"sigma must be in (0, 1] for a clean-image-predicting model, got {sigma!r}")
+            raise ValueError(f"sigma must be in (0, 1] for a denoiser-parameterised model, got {sigma!r}")
         x = latents.to(self.dtype)
         text = embeddings.cond
         cfg = guidance > 1 and embeddings.uncond is not None
@@ -137,7 +142,7 @@ class TinyBackbone:
             x = torch.cat([x, x])
             text = TextEmbeddings.cat([embeddings.uncond, text])  # type: ignore[list-item]
         sigmas = torch.full((x.shape[0],), sigma, device=self.device, dtype=torch.float32)
-        sample = predict_sample(self.transformer, x, sigmas, text).to(torch.float32)
+        sample = predict_sample(self.unet, x, sigmas, text).to(torch.float32)
         out = (x.to(torch.float32) - sample) / sigma
         if cfg:
             uncond, cond = out.chunk(2)
@@ -145,8 +150,8 @@ class TinyBackbone:
         return out
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Pixel space: the state is the image in [-1, 1] already."""
-        return latents
+        """Unfold the 4×4 blocks: images ``(B, 3, H, W)`` in [-1, 1]."""
+        return unfold(latents.to(torch.float32))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(torch.float32)
+        return fold(images.to(torch.float32))

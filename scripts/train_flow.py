@@ -1,4 +1,4 @@
-"""Train the embedded model's pixel-space flow transformer at 64², 128² and 256², then export it.
+"""Train the embedded model's flow UNet (on folded pixels) at 64², 128² and 256², then export it.
 
     python scripts/prepare_data.py                                    # renders + caption embeddings
     python scripts/train_flow.py --steps 600 --export DIR             # a first model
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from diffusers import UNet2DConditionModel
 from tqdm import tqdm
 
 from mrflow.tiny.data import (
@@ -31,10 +32,12 @@ from mrflow.tiny.data import (
     to_unit_batch,
 )
 from mrflow.tiny.models import (
+    FOLD,
     TinyModelConfig,
     build_scheduler,
-    build_transformer,
+    build_unet,
     count_parameters,
+    fold,
     save_model_folder,
 )
 from mrflow.tiny.training import SigmaSampling, drop_captions, flow_loss, sample_sigmas
@@ -55,8 +58,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--export", type=Path, default=None, help="model folder to write at the end")
     parser.add_argument("--steps", type=int, default=3000, help="total steps (a resumed run continues to it)")
     parser.add_argument("--size-weights", type=float, nargs=3, default=[0.3, 0.2, 0.5], help="for 64, 128, 256")
-    parser.add_argument("--batch", type=int, nargs=3, default=[64, 32, 16], help="for 64, 128, 256")
-    parser.add_argument("--lr", type=float, default=8e-4)
+    parser.add_argument("--batch", type=int, nargs=3, default=[64, 32, 8], help="for 64, 128, 256")
+    parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--drop", type=float, default=0.1, help="caption dropout probability (CFG)")
     parser.add_argument("--ema", type=float, default=0.998)
@@ -64,6 +67,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    parser.add_argument("--init", type=Path, default=None, help="start from the UNet of this model folder")
     return parser.parse_args()
 
 
@@ -79,7 +83,10 @@ def main() -> None:
     log = logging.getLogger("train_flow")
     config = TinyModelConfig()
     torch.manual_seed(args.seed)
-    model = build_transformer(config.transformer)
+    model = build_unet(config.unet)
+    if args.init is not None:
+        model.load_state_dict(UNet2DConditionModel.from_pretrained(args.init, subfolder="unet").state_dict())
+        log.info("initialised from %s", args.init)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     generator = torch.Generator().manual_seed(args.seed)
@@ -96,14 +103,16 @@ def main() -> None:
     images = {size: load_images(args.data, size) for size in SIZES}
     text, null = load_caption_cache(args.data)
     sampling = SigmaSampling()
+    shifts = {size: config.scheduler.shift_for_tokens((size // FOLD) ** 2) for size in SIZES}
     size_weights = torch.tensor(args.size_weights)
     log.info(
-        "transformer %.3f M params; %d steps; sizes %s weights %s batches %s",
+        "UNet %.3f M params; %d steps; sizes %s weights %s batches %s; σ shifts %s",
         count_parameters(model) / 1e6,
         args.steps,
         SIZES,
         args.size_weights,
         args.batch,
+        {size: round(shift, 2) for size, shift in shifts.items()},
     )
     smoothed: dict[int, float] = {}
     model.train()
@@ -115,9 +124,9 @@ def main() -> None:
             which = int(torch.multinomial(size_weights, 1, generator=generator))
             size, batch = SIZES[which], args.batch[which]
             index = torch.randint(len(images[size]), (batch,), generator=generator).sort().values
-            x0 = to_unit_batch(images[size][index.numpy()])  # sorted: sequential reads of the memmap
+            x0 = fold(to_unit_batch(images[size][index.numpy()]))  # sorted: sequential reads of the memmap
             noise = torch.randn(x0.shape, generator=generator)
-            sigmas = sample_sigmas(batch, sampling, generator)
+            sigmas = sample_sigmas(batch, sampling, generator, shifts[size])
             conditioning = drop_captions(text[index], null, args.drop, generator)
             loss = flow_loss(model, x0, conditioning, sigmas, noise)
             optimizer.zero_grad(set_to_none=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -12,11 +14,13 @@ from mrflow.tiny import DEFAULT_UPSCALER, weights_dir
 from mrflow.tiny.models import (
     SchedulerConfig,
     TextConfig,
-    TransformerConfig,
+    UNetConfig,
     build_scheduler,
-    build_transformer,
+    build_unet,
+    fold,
     read_text_config,
     save_model_folder,
+    unfold,
 )
 from mrflow.tiny.text import MiniLMEncoder, TextEmbeddings
 from mrflow.tiny.training import (
@@ -27,7 +31,7 @@ from mrflow.tiny.training import (
 )
 
 PROMPTS = ["a red circle to the left of a blue square", "two green stars"]
-SMALL_TRANSFORMER = TransformerConfig(num_layers=1, attention_head_dim=8, num_attention_heads=2)
+SMALL_UNET = UNetConfig(block_out_channels=(32, 32), attention_heads=2)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +42,8 @@ def text_encoder() -> MiniLMEncoder:
 @pytest.fixture(scope="module")
 def small_backbone(text_encoder: MiniLMEncoder) -> TinyBackbone:
     torch.manual_seed(0)
-    transformer = build_transformer(SMALL_TRANSFORMER)
-    return TinyBackbone(transformer, build_scheduler(SchedulerConfig()), text_encoder, source="test")
+    unet = build_unet(SMALL_UNET)
+    return TinyBackbone(unet, build_scheduler(SchedulerConfig()), text_encoder, source="test")
 
 
 def _pipe(backbone: TinyBackbone) -> MrFlowPipeline:
@@ -49,25 +53,40 @@ def _pipe(backbone: TinyBackbone) -> MrFlowPipeline:
 
 
 def _reference_native(backbone: TinyBackbone, steps: int, guidance: float, seed: int, size: int) -> torch.Tensor:
-    """diffusers' scheduler driving the raw transformer: x̂0 → v = (x − x̂0)/σ, CFG against "", t = σ·1000."""
+    """diffusers' scheduler driving the raw UNet on 4×4-folded pixels: EDM preconditioning written out
+    for x_σ = (1 − σ)x0 + σε with σ_d = 0.6, v = (x − x̂0)/σ, CFG against "", t = σ·1000."""
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(backbone.scheduler.config)
-    scheduler.set_timesteps(steps)
+    c = scheduler.config  # FLUX's rule: μ linear in the number of latent positions
+    tokens = (size // 4) ** 2
+    slope = (c.max_shift - c.base_shift) / (c.max_image_seq_len - c.base_image_seq_len)
+    scheduler.set_timesteps(steps, mu=c.base_shift + slope * (tokens - c.base_image_seq_len))
     cond = backbone.text_encoder(PROMPTS)
     uncond = backbone.text_encoder([""] * len(PROMPTS))
-    shape = (3, size, size)
+    shape = (48, size // 4, size // 4)
     x = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(2)])
     for t in scheduler.timesteps:
         sigma = float(t) / 1000
-        sample = backbone.transformer(
-            hidden_states=torch.cat([x, x]),
-            timestep=t.expand(4),
+        norm = math.sqrt(((1 - sigma) * 0.6) ** 2 + sigma**2)
+        c_skip, c_out = (1 - sigma) * 0.36 / norm**2, sigma * 0.6 / norm
+        raw = backbone.unet(
+            torch.cat([x, x]) / norm,
+            t.expand(4),
             encoder_hidden_states=torch.cat([uncond.tokens, cond.tokens]),
-            pooled_projections=torch.cat([uncond.pooled, cond.pooled]),
-            return_dict=False,
-        )[0]
-        v_uncond, v_cond = ((torch.cat([x, x]) - sample) / sigma).chunk(2)
+            class_labels=torch.cat([uncond.pooled, cond.pooled]),
+        ).sample
+        v_uncond, v_cond = ((torch.cat([x, x]) - (c_skip * torch.cat([x, x]) + c_out * raw)) / sigma).chunk(2)
         x = scheduler.step(v_uncond + guidance * (v_cond - v_uncond), t, x).prev_sample
-    return (x / 2 + 0.5).clamp(0, 1)
+    images = torch.nn.functional.pixel_shuffle(x, 4)  # 48 channels = 3 colours × 4 × 4 pixels
+    return (images / 2 + 0.5).clamp(0, 1)
+
+
+def test_fold_is_an_exact_rearrangement() -> None:
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    latents = fold(images)
+    assert latents.shape == (2, 48, 2, 2)
+    # channel c·16 + 4·i + j of latent (y, x) holds colour c of pixel (4y + i, 4x + j)
+    assert latents[1, 2 * 16 + 4 * 3 + 1, 1, 0] == images[1, 2, 4 + 3, 0 + 1]
+    assert torch.equal(unfold(latents), images)
 
 
 @torch.no_grad()
@@ -78,12 +97,12 @@ def test_native_matches_hand_written_sampler(small_backbone: TinyBackbone) -> No
         num_inference_steps=4,
         guidance_scale=3.0,
         seed=11,
-        height=64,
-        width=64,
+        height=128,
+        width=128,
         output_type="pt",
     )
-    reference = _reference_native(small_backbone, steps=4, guidance=3.0, seed=11, size=64)
-    assert out.images.shape == reference.shape == (2, 3, 64, 64)
+    reference = _reference_native(small_backbone, steps=4, guidance=3.0, seed=11, size=128)
+    assert out.images.shape == reference.shape == (2, 3, 128, 128)
     assert (out.images - reference).abs().max().item() <= 1e-4
 
 
@@ -103,22 +122,34 @@ def test_unguided_call_skips_the_unconditional_branch(small_backbone: TinyBackbo
     assert embeddings.cond.tokens.shape == (4, TextConfig().max_tokens, 384)
 
 
+@torch.no_grad()
 def test_model_folder_round_trip(tmp_path, small_backbone: TinyBackbone) -> None:
     b = small_backbone
-    save_model_folder(tmp_path, b.transformer, b.scheduler, TextConfig())
-    assert read_text_config(tmp_path) == TextConfig()
-    loaded = TinyBackbone.from_pretrained(tmp_path, device="cpu")
-    latents = torch.randn(1, 3, 64, 64)
-    text = TinyBackbone.encode_prompt(loaded, ["a red disc"], None, 1, 1.0)
-    assert torch.equal(loaded.velocity(latents, 0.5, text, 1.0), b.velocity(latents, 0.5, text, 1.0))
+    latents = torch.randn(1, 48, 16, 16, generator=torch.Generator().manual_seed(0))
+    text = TinyBackbone.encode_prompt(b, ["a red disc"], None, 1, 1.0)
+    expected = b.velocity(latents, 0.5, text, 1.0)
+    sizes = {}
+    for dtype in (torch.float32, torch.float16):
+        folder = tmp_path / str(dtype)
+        save_model_folder(folder, b.unet, b.scheduler, TextConfig(), dtype=dtype)
+        assert read_text_config(folder) == TextConfig()
+        loaded = TinyBackbone.from_pretrained(folder, device="cpu")
+        assert loaded.dtype == torch.float32 and b.dtype == torch.float32  # stored fp16 still runs in fp32
+        got = loaded.velocity(latents, 0.5, text, 1.0)
+        if dtype == torch.float32:
+            assert torch.equal(got, expected)
+        else:  # fp16 weights: relative rounding ~5e-4 per weight
+            assert (got - expected).abs().max() <= 2e-2 * expected.abs().max()
+        sizes[dtype] = (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
+    assert sizes[torch.float16] < 0.55 * sizes[torch.float32]
 
 
 def test_flow_training_step_decreases_loss() -> None:
     torch.manual_seed(0)
-    model = build_transformer(SMALL_TRANSFORMER)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model = build_unet(SMALL_UNET)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
-    latents = torch.rand(8, 3, 32, 32, generator=gen) * 2 - 1
+    latents = fold(torch.rand(8, 3, 32, 32, generator=gen) * 2 - 1)
     text = TextEmbeddings(torch.randn(8, 6, 384, generator=gen), torch.randn(8, 384, generator=gen))
     null = TextEmbeddings(torch.zeros(1, 6, 384), torch.zeros(1, 384))
     noise = torch.randn(latents.shape, generator=gen)
@@ -133,6 +164,30 @@ def test_flow_training_step_decreases_loss() -> None:
         losses.append(float(loss.detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_training_shift_is_the_sampling_shift(small_backbone: TinyBackbone, size: int) -> None:
+    """Training draws σ with the static shift equal to the scheduler's dynamic μ at that size."""
+    shift = SchedulerConfig().shift_for_tokens((size // 4) ** 2)
+    native = small_backbone.native_sigmas(10, size, size).double()
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(small_backbone.scheduler.config)
+    scheduler.set_timesteps(10, mu=math.log(shift))
+    assert torch.allclose(native, scheduler.sigmas.double(), atol=1e-6)
+    base = torch.linspace(1, 1e-3, 10, dtype=torch.float64)
+    assert torch.allclose(native[:-1], shift * base / (1 + (shift - 1) * base), atol=1e-6)
+
+
+def test_sigma_shift_moves_the_median_and_spares_the_refine_range() -> None:
+    gen = torch.Generator().manual_seed(0)
+    only_logit_normal = SigmaSampling(logit_normal=1, uniform=0, refine=0)
+    for shift in (1.0, 4.5):  # median of sigmoid(N(0, 1)) is 1/2; the shift maps it to s/(1 + s)
+        median = sample_sigmas(20_000, only_logit_normal, gen, shift).median().item()
+        assert median == pytest.approx(shift / (1 + shift), abs=0.01)
+    refine = sample_sigmas(2000, SigmaSampling(logit_normal=0, uniform=0, refine=1), gen, shift=4.5)
+    assert refine.min() >= 0.02 and refine.max() <= 0.35
+    with pytest.raises(ValueError, match="shift"):
+        sample_sigmas(4, SigmaSampling(), gen, shift=0.0)
 
 
 def test_sigma_mixture_covers_the_refine_range() -> None:
@@ -157,7 +212,7 @@ def test_shipped_weights_are_the_default(default_pipe: MrFlowPipeline) -> None:
     assert default_pipe.backbone.source == str(weights_dir())
     assert default_pipe.backbone.default_size == 256
     files = sorted(p.relative_to(weights_dir()).as_posix() for p in weights_dir().rglob("*") if p.is_file())
-    assert "transformer/diffusion_pytorch_model.safetensors" in files
+    assert "unet/diffusion_pytorch_model.safetensors" in files
     assert sum(p.stat().st_size for p in weights_dir().rglob("*") if p.is_file()) < 30 * 2**20
     assert getattr(default_pipe.upscaler, "name", None) == DEFAULT_UPSCALER
 

@@ -1,4 +1,4 @@
-"""The embedded default text-to-image model: a small latent flow transformer trained by this project.
+"""The embedded default text-to-image model: a small flow UNet on folded pixels, trained by this project.
 
 Its weights ship inside the package (``mrflow/weights/tiny``); ``MrFlowPipeline.from_pretrained()``
 with no argument, or ``"tiny"``, loads them with :data:`DEFAULT_UPSCALER`.
@@ -15,7 +15,7 @@ DEFAULT_UPSCALER = "realesr-animevideov3"
 
 
 def weights_dir() -> Path:
-    """The shipped model folder (``model_index.json`` + ``transformer/``, ``vae/``, ``scheduler/``)."""
+    """The shipped model folder (``model_index.json`` + ``unet/``, ``scheduler/``)."""
     path = Path(str(resources.files("mrflow").joinpath("weights", DEFAULT_NAME)))
     if not (path / "model_index.json").is_file():
         raise FileNotFoundError(f"the embedded model's weights are missing from {path}")

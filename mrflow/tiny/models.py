@@ -1,51 +1,75 @@
 """The embedded default model: architecture configs and builders for its diffusers components.
 
-A pixel-space rectified-flow transformer, no autoencoder:
+A flow model on losslessly rearranged pixels, no learned autoencoder:
 
-* ``transformer``: a small ``diffusers.SD3Transformer2DModel`` (MMDiT) on RGB images in [-1, 1] with
-  16×16-pixel patches, so a 256² image is 256 tokens and a 64² image 16 tokens. It predicts the clean
-  image x̂0 ("sample" prediction); the velocity is ``(x_σ − x̂0)/σ``. Predicting the image rather than
-  the velocity keeps a 768-value patch learnable through a 128-wide network (the noise in a patch
-  is full-rank, the image is not). Conditioned on all-MiniLM-L6-v2 token states (384-d) and the
-  mean-pooled sentence vector (384-d). Positional embeddings are sin-cos on a grid normalised to the
-  256² grid at every size (``pos_embed_max_size=None``), so "left" means the same at 64² and 256².
-* ``scheduler``: ``FlowMatchEulerDiscreteScheduler`` with a static shift.
+* latents: the RGB image in [-1, 1] with each 4×4 pixel block folded into channels
+  (``pixel_unshuffle``), so a 256² image is a ``(48, 64, 64)`` latent, a 64² one ``(48, 16, 16)``.
+  Folding is exact and free, so decode/encode are a reshape, and the network runs at a quarter of the
+  side.
+* ``unet``: a small ``diffusers.UNet2DConditionModel`` (three levels; self- and cross-attention at
+  the two coarser ones), wrapped as an EDM-preconditioned denoiser of the rectified-flow path
+  (:mod:`mrflow.tiny.training`); the velocity is ``(x_σ − x̂0)/σ``. Conditioned on the all-MiniLM-L6-v2
+  token states (384-d, cross-attention) and the mean-pooled sentence vector (384-d, added to the
+  timestep embedding). Weights are stored in fp16 to keep the package small and loaded in fp32 on CPU.
+* ``scheduler``: ``FlowMatchEulerDiscreteScheduler`` with a shift that grows with the latent size.
 
-Why pixel space: the scenes are flat colours, and colour is what prompts ask for. Small autoencoders
-trained here within the CPU budget reproduced shapes but lost the colours; pixel space is exact, and
-with 16-pixel patches the transformer sees the same token counts as a factor-8, patch-2 latent model.
+Why a UNet and not a pixel transformer: a 3.7 M-parameter MMDiT on 16-px patches, trained an hour on
+this CPU, denoised well but sampled mosaics: each patch was decided on its own, with seams at every
+patch border, because its linear patch head has no notion of neighbouring pixels and it had not
+learned to pool evidence across tokens. Convolutions give continuity across the image for free, and
+small UNets learn coherent shapes in a few thousand steps. Why pixels: the scenes are flat colours
+and colour is what prompts ask for; small autoencoders trained within the CPU budget lost the colours.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+import torch.nn.functional as F
+from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
+
+from mrflow.flow.schedules import linear_mu
 
 # model_index.json class name of the embedded model; mrflow.pipelines maps it to the adapter.
 PIPELINE_CLASS_NAME = "MrFlowTinyPipeline"
 TEXT_DIM = 384  # all-MiniLM-L6-v2 hidden size
-PREDICTION = "sample"  # the transformer predicts x0
+PREDICTION = "edm-sample"  # the network is a preconditioned denoiser (mrflow.tiny.training)
+FOLD = 4  # pixels per latent side: 4×4×3 pixel values per latent position
+LATENT_CHANNELS = 3 * FOLD * FOLD
+
+
+def fold(images: torch.Tensor) -> torch.Tensor:
+    """Images ``(B, 3, H, W)`` → latents ``(B, 48, H/4, W/4)`` (exact rearrangement)."""
+    return F.pixel_unshuffle(images, FOLD)
+
+
+def unfold(latents: torch.Tensor) -> torch.Tensor:
+    """Latents ``(B, 48, h, w)`` → images ``(B, 3, 4h, 4w)``; the inverse of :func:`fold`."""
+    return F.pixel_shuffle(latents, FOLD)
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
-    """A small MMDiT on pixels; ``sample_size`` is the default image side."""
+class UNetConfig:
+    """A three-level UNet on folded pixels; ``sample_size`` is the latent side of the default 256² image."""
 
-    sample_size: int = 256
-    patch_size: int = 16  # 256² → 16×16 = 256 tokens, 128² → 64, 64² → 16
-    num_layers: int = 6
-    attention_head_dim: int = 32
-    num_attention_heads: int = 4  # inner dim 128 → about 3.7 M parameters
-    in_channels: int = 3
+    sample_size: int = 64
+    block_out_channels: tuple[int, ...] = (64, 128, 192)
+    layers_per_block: int = 1
+    attention_heads: int = 4
 
     def __post_init__(self) -> None:
-        if self.sample_size % self.patch_size:
-            raise ValueError(f"sample_size {self.sample_size} must be a multiple of patch_size {self.patch_size}")
+        if len(self.block_out_channels) < 2:
+            raise ValueError(f"need at least two levels, got {self.block_out_channels!r}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the fold times one halving per extra level."""
+        return FOLD * 2 ** (len(self.block_out_channels) - 1)
 
 
 @dataclass(frozen=True)
@@ -58,36 +82,59 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    shift: float = 2.0  # static shift: more steps at high noise, where layout is decided
+    """Resolution-dependent shift, FLUX-style: μ linear in the latent position count ("tokens"),
+    σ' = e^μ σ / (1 + (e^μ − 1) σ).
+
+    64² images (256 latent positions) get shift 1.5, 128² about 1.9, 256² (4096 positions) 4.5:
+    roughly the square root of the pixel-count ratio, the factor by which an object's summed
+    signal-to-noise ratio grows. Training draws σ with the same shift per size
+    (:mod:`mrflow.tiny.training`).
+    """
+
+    base_tokens: int = 256
+    max_tokens: int = 4096
+    base_shift: float = math.log(1.5)
+    max_shift: float = math.log(4.5)
+
+    def shift_for_tokens(self, tokens: int) -> float:
+        """The static shift equivalent to the scheduler's dynamic μ at ``tokens`` latent positions."""
+        return math.exp(linear_mu(tokens, self.base_tokens, self.max_tokens, self.base_shift, self.max_shift))
 
 
 @dataclass(frozen=True)
 class TinyModelConfig:
-    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
     text: TextConfig = field(default_factory=TextConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
-def build_transformer(config: TransformerConfig) -> SD3Transformer2DModel:
-    """A freshly initialised MMDiT conditioned on 384-d MiniLM states and a 384-d pooled vector."""
-    inner = config.num_attention_heads * config.attention_head_dim
-    return SD3Transformer2DModel(
+def build_unet(config: UNetConfig) -> UNet2DConditionModel:
+    """A freshly initialised UNet conditioned on 384-d MiniLM states and a 384-d pooled vector."""
+    levels = len(config.block_out_channels)
+    return UNet2DConditionModel(
         sample_size=config.sample_size,
-        patch_size=config.patch_size,
-        in_channels=config.in_channels,
-        out_channels=config.in_channels,
-        num_layers=config.num_layers,
-        attention_head_dim=config.attention_head_dim,
-        num_attention_heads=config.num_attention_heads,
-        joint_attention_dim=TEXT_DIM,
-        caption_projection_dim=inner,
-        pooled_projection_dim=TEXT_DIM,
-        pos_embed_max_size=None,  # sin-cos grid rescaled to the default grid at any size
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+        block_out_channels=config.block_out_channels,
+        layers_per_block=config.layers_per_block,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=config.attention_heads,  # diffusers reads this as the number of heads here
+        class_embed_type="projection",  # the pooled sentence vector joins the timestep embedding
+        projection_class_embeddings_input_dim=TEXT_DIM,
     )
 
 
 def build_scheduler(config: SchedulerConfig) -> FlowMatchEulerDiscreteScheduler:
-    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=config.shift, use_dynamic_shifting=False)
+    return FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        use_dynamic_shifting=True,
+        base_image_seq_len=config.base_tokens,
+        max_image_seq_len=config.max_tokens,
+        base_shift=config.base_shift,
+        max_shift=config.max_shift,
+    )
 
 
 def count_parameters(module: torch.nn.Module) -> int:
@@ -96,26 +143,31 @@ def count_parameters(module: torch.nn.Module) -> int:
 
 def save_model_folder(
     folder: str | Path,
-    transformer: SD3Transformer2DModel,
+    unet: UNet2DConditionModel,
     scheduler: FlowMatchEulerDiscreteScheduler,
     text: TextConfig,
+    dtype: torch.dtype = torch.float16,
 ) -> Path:
-    """Write a diffusers-style folder: ``model_index.json`` + ``transformer/``, ``scheduler/``.
+    """Write a diffusers-style folder: ``model_index.json`` + ``unet/``, ``scheduler/``.
 
-    The text encoder is not copied: ``model_index.json`` names the package that provides it.
+    The UNet is stored in ``dtype`` (fp16 by default: half the size; loading casts back). The text
+    encoder is not copied: ``model_index.json`` names the package that provides it.
     """
+    import copy
+
     import diffusers
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    transformer.save_pretrained(folder / "transformer", safe_serialization=True)
+    copy.deepcopy(unet).to(dtype).save_pretrained(folder / "unet", safe_serialization=True)
     scheduler.save_pretrained(folder / "scheduler")
     index: dict[str, Any] = {
         "_class_name": PIPELINE_CLASS_NAME,
         "_diffusers_version": diffusers.__version__,
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        "transformer": ["diffusers", "SD3Transformer2DModel"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
         "prediction": PREDICTION,
+        "fold": FOLD,
         "text_encoder": asdict(text),
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
@@ -125,8 +177,11 @@ def save_model_folder(
 def read_text_config(folder: str | Path) -> TextConfig:
     """The text settings recorded in a model folder's ``model_index.json``."""
     index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
-    if index.get("prediction") != PREDICTION:
-        raise ValueError(f"{folder}: expected prediction {PREDICTION!r}, got {index.get('prediction')!r}")
+    if index.get("prediction") != PREDICTION or index.get("fold") != FOLD:
+        raise ValueError(
+            f"{folder}: expected prediction {PREDICTION!r} and fold {FOLD}, "
+            f"got {index.get('prediction')!r} and {index.get('fold')!r}"
+        )
     data = index.get("text_encoder")
     if not isinstance(data, dict):
         raise ValueError(f"{folder}: model_index.json has no text_encoder settings")
