@@ -2,7 +2,7 @@
 
 Family facts: pixel space, no learned autoencoder: the latents are the RGB images in [-1, 1] with
 each 4×4 block folded into channels, ``(B, 48, H/4, W/4)`` (``vae_scale_factor`` 4; decode and encode
-are exact reshapes). A small ``UNet2DConditionModel``, EDM-preconditioned, denoises at timestep σ·1000 and the
+are exact reshapes). A small ``UNet2DConditionModel`` predicts the clean image x̂0 at timestep σ·1000 and the
 velocity is ``(x_σ − x̂0)/σ``; sides
 are multiples of 16 and at least 64. Text from frozen all-MiniLM-L6-v2 (token states for
 cross-attention, the mean-pooled vector added to the timestep embedding) loaded from its wheel; true
@@ -134,7 +134,7 @@ class TinyBackbone:
     ) -> torch.Tensor:
         """Guided ``v = (x_σ − x̂0)/σ`` for folded latents ``(B, 48, h, w)``; CFG mixes the two velocities."""
         if not 0 < sigma <= 1:
-            raise ValueError(f"sigma must be in (0, 1] for a denoiser-parameterised model, got {sigma!r}")
+            raise ValueError(f"sigma must be in (0, 1] for a clean-image-predicting model, got {sigma!r}")
         x = latents.to(self.dtype)
         text = embeddings.cond
         cfg = guidance > 1 and embeddings.uncond is not None

@@ -24,9 +24,12 @@ from mrflow.tiny.models import (
 )
 from mrflow.tiny.text import MiniLMEncoder, TextEmbeddings
 from mrflow.tiny.training import (
+    SIGMA_DATA,
     SigmaSampling,
     drop_captions,
     flow_loss,
+    input_scale,
+    predict_sample,
     sample_sigmas,
 )
 
@@ -53,8 +56,8 @@ def _pipe(backbone: TinyBackbone) -> MrFlowPipeline:
 
 
 def _reference_native(backbone: TinyBackbone, steps: int, guidance: float, seed: int, size: int) -> torch.Tensor:
-    """diffusers' scheduler driving the raw UNet on 4×4-folded pixels: EDM preconditioning written out
-    for x_σ = (1 − σ)x0 + σε with σ_d = 0.6, v = (x − x̂0)/σ, CFG against "", t = σ·1000."""
+    """diffusers' scheduler driving the raw UNet on 4×4-folded pixels: x̂0 = σ_d·F(x/√((1 − σ)²σ_d² + σ²))
+    with σ_d = 0.6, v = (x − x̂0)/σ, CFG against "", t = σ·1000."""
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(backbone.scheduler.config)
     c = scheduler.config  # FLUX's rule: μ linear in the number of latent positions
     tokens = (size // 4) ** 2
@@ -67,14 +70,13 @@ def _reference_native(backbone: TinyBackbone, steps: int, guidance: float, seed:
     for t in scheduler.timesteps:
         sigma = float(t) / 1000
         norm = math.sqrt(((1 - sigma) * 0.6) ** 2 + sigma**2)
-        c_skip, c_out = (1 - sigma) * 0.36 / norm**2, sigma * 0.6 / norm
         raw = backbone.unet(
             torch.cat([x, x]) / norm,
             t.expand(4),
             encoder_hidden_states=torch.cat([uncond.tokens, cond.tokens]),
             class_labels=torch.cat([uncond.pooled, cond.pooled]),
         ).sample
-        v_uncond, v_cond = ((torch.cat([x, x]) - (c_skip * torch.cat([x, x]) + c_out * raw)) / sigma).chunk(2)
+        v_uncond, v_cond = ((torch.cat([x, x]) - 0.6 * raw) / sigma).chunk(2)
         x = scheduler.step(v_uncond + guidance * (v_cond - v_uncond), t, x).prev_sample
     images = torch.nn.functional.pixel_shuffle(x, 4)  # 48 channels = 3 colours × 4 × 4 pixels
     return (images / 2 + 0.5).clamp(0, 1)
@@ -188,6 +190,27 @@ def test_sigma_shift_moves_the_median_and_spares_the_refine_range() -> None:
     assert refine.min() >= 0.02 and refine.max() <= 0.35
     with pytest.raises(ValueError, match="shift"):
         sample_sigmas(4, SigmaSampling(), gen, shift=0.0)
+
+
+def test_input_scale_gives_unit_variance_and_loss_is_the_velocity_error() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(200_000, generator=gen) * SIGMA_DATA
+    noise = torch.randn(200_000, generator=gen)
+    for sigma in (0.05, 0.3, 0.7, 0.95):
+        noisy = (1 - sigma) * x0 + sigma * noise
+        assert (input_scale(torch.tensor(sigma)) * noisy).std().item() == pytest.approx(1.0, abs=0.01)
+    # the loss is ‖v̂ − (ε − x0)‖² for σ above the floor: compare with the velocity written out
+    model = build_unet(SMALL_UNET)
+    latents = fold(torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1)
+    eps = torch.randn(latents.shape, generator=gen)
+    text = TextEmbeddings(torch.randn(2, 6, 384, generator=gen), torch.randn(2, 384, generator=gen))
+    sigmas = torch.tensor([0.5, 0.8])
+    with torch.no_grad():
+        loss = flow_loss(model, latents, text, sigmas, eps)
+        s = sigmas[:, None, None, None]
+        noisy = (1 - s) * latents + s * eps
+        v_hat = (noisy - predict_sample(model, noisy, sigmas, text)) / s
+        assert loss.item() == pytest.approx((v_hat - (eps - latents)).pow(2).mean().item(), rel=1e-4)
 
 
 def test_sigma_mixture_covers_the_refine_range() -> None:

@@ -7,8 +7,8 @@ A flow model on losslessly rearranged pixels, no learned autoencoder:
   Folding is exact and free, so decode/encode are a reshape, and the network runs at a quarter of the
   side.
 * ``unet``: a small ``diffusers.UNet2DConditionModel`` (three levels; self- and cross-attention at
-  the two coarser ones), wrapped as an EDM-preconditioned denoiser of the rectified-flow path
-  (:mod:`mrflow.tiny.training`); the velocity is ``(x_σ − x̂0)/σ``. Conditioned on the all-MiniLM-L6-v2
+  the two coarser ones) predicting the clean image x̂0 (:mod:`mrflow.tiny.training` says why); the
+  velocity is ``(x_σ − x̂0)/σ``. Conditioned on the all-MiniLM-L6-v2
   token states (384-d, cross-attention) and the mean-pooled sentence vector (384-d, added to the
   timestep embedding). Weights are stored in fp16 to keep the package small and loaded in fp32 on CPU.
 * ``scheduler``: ``FlowMatchEulerDiscreteScheduler`` with a shift that grows with the latent size.
@@ -38,7 +38,7 @@ from mrflow.flow.schedules import linear_mu
 # model_index.json class name of the embedded model; mrflow.pipelines maps it to the adapter.
 PIPELINE_CLASS_NAME = "MrFlowTinyPipeline"
 TEXT_DIM = 384  # all-MiniLM-L6-v2 hidden size
-PREDICTION = "edm-sample"  # the network is a preconditioned denoiser (mrflow.tiny.training)
+PREDICTION = "sample"  # the network predicts the clean image (mrflow.tiny.training)
 FOLD = 4  # pixels per latent side: 4×4×3 pixel values per latent position
 LATENT_CHANNELS = 3 * FOLD * FOLD
 
