@@ -1,14 +1,14 @@
 """The embedded default model (``mrflow/weights/tiny``), trained by this project.
 
 Family facts: pixel space, no learned autoencoder: the latents are the RGB images in [-1, 1] with
-each 4×4 block folded into channels, ``(B, 48, H/4, W/4)`` (``vae_scale_factor`` 4; decode and encode
-are exact reshapes). A small ``UNet2DConditionModel`` predicts the clean image x̂0 at timestep σ·1000 and the
-velocity is ``(x_σ − x̂0)/σ``; sides
-are multiples of 16 and at least 64. Text from frozen all-MiniLM-L6-v2 (token states for
-cross-attention, the mean-pooled vector added to the timestep embedding) loaded from its wheel; true
-classifier-free guidance against the empty caption (or a negative prompt); the scheduler's default
-grid with a shift that grows with the latent size (as FLUX's). Trained at 64², 128² and 256²; 256² is the default size. Default steps, guidance
-and presets (``12plus1`` from 128², ``12plus1-x4`` from 64²) are in ``configs/tiny.toml``.
+each 4×4 block folded into channels, ``(B, 48, H/4, W/4)`` (``vae_scale_factor`` 4; decode and
+encode are exact reshapes). A small ``UNet2DConditionModel`` predicts the clean image x̂0 at
+timestep σ·1000 and the velocity is ``(x_σ − x̂0)/σ``; sides are multiples of 16 and at least 64.
+Text from frozen all-MiniLM-L6-v2 (token states for cross-attention, the mean-pooled vector added
+to the timestep embedding) loaded from its wheel; true classifier-free guidance against the empty
+caption (or a negative prompt); the scheduler's default grid with a shift that grows with the
+latent size (as FLUX's). Trained at 64², 128² and 256²; 256² is the default size. Default steps,
+guidance and presets (``12plus1`` from 128², ``12plus1-x4`` from 64²) are in ``configs/tiny.toml``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=default_train_dir() / "data")
     parser.add_argument("--seed", type=int, default=7, help="scene seed (keep it apart from evaluation seeds)")
-    parser.add_argument("--count", type=int, default=8000)
+    parser.add_argument("--count", type=int, default=12000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
 from mrflow.flow.schedules import static_shift
