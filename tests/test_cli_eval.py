@@ -26,7 +26,8 @@ def test_eval_oracle_scores_everything_and_never_clobbers(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["presets"]["native"]["accuracy"]["overall"] == 1.0
-    assert len(report["results"]) == 2 * 12
+    assert list(report["presets"]) == ["native", "12plus1", "12plus1-x4"]  # the default presets
+    assert len(report["results"]) == 3 * 12
     before = (tmp_path / "report.json").read_bytes()
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "report.json exists" in again.stderr
