@@ -22,7 +22,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 
 from mrflow.config import backbone_defaults
 from mrflow.pipelines.common import default_dtype, resolve_device, scheduler_sigmas
-from mrflow.tiny.models import FOLD, fold, read_text_config, unfold
+from mrflow.tiny.models import FOLD, fold, read_text_config, size_multiple, unfold
 from mrflow.tiny.text import MiniLMEncoder, TextEmbeddings
 from mrflow.tiny.training import predict_sample
 
@@ -68,7 +68,7 @@ class TinyBackbone:
         self.default_negative_prompt = defaults.negative_prompt or ""
         self.latent_channels = int(unet.config.in_channels)
         self.vae_scale_factor = FOLD  # folded pixels
-        self.size_multiple = FOLD * 2 ** (len(unet.config.block_out_channels) - 1)
+        self.size_multiple = size_multiple(unet.config.block_out_channels)
         self.min_size = 64  # the smallest training size
 
     @classmethod

@@ -9,6 +9,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from mrflow import MrFlowPipeline
+from mrflow.config import backbone_defaults
 from mrflow.pipelines.tiny import TinyBackbone
 from mrflow.tiny import DEFAULT_UPSCALER, weights_dir
 from mrflow.tiny.models import (
@@ -234,6 +235,7 @@ def test_shipped_weights_are_the_default(default_pipe: MrFlowPipeline) -> None:
     assert default_pipe.backbone.family == "tiny"
     assert default_pipe.backbone.source == str(weights_dir())
     assert default_pipe.backbone.default_size == 256
+    assert default_pipe.backbone.size_multiple == backbone_defaults("tiny").size_multiple  # configs/tiny.toml
     files = sorted(p.relative_to(weights_dir()).as_posix() for p in weights_dir().rglob("*") if p.is_file())
     assert "unet/diffusion_pytorch_model.safetensors" in files
     assert sum(p.stat().st_size for p in weights_dir().rglob("*") if p.is_file()) < 30 * 2**20

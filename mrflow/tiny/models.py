@@ -23,6 +23,7 @@ and colour is what prompts ask for; small autoencoders trained within the CPU bu
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -66,10 +67,10 @@ class UNetConfig:
         if len(self.block_out_channels) < 2:
             raise ValueError(f"need at least two levels, got {self.block_out_channels!r}")
 
-    @property
-    def size_multiple(self) -> int:
-        """Image sides must be multiples of this: the fold times one halving per extra level."""
-        return FOLD * 2 ** (len(self.block_out_channels) - 1)
+
+def size_multiple(block_out_channels: tuple[int, ...] | list[int]) -> int:
+    """Image sides must be multiples of this: the fold times one halving per level after the first."""
+    return FOLD * 2 ** (len(block_out_channels) - 1)
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,6 @@ def save_model_folder(
     The UNet is stored in ``dtype`` (fp16 by default: half the size; loading casts back). The text
     encoder is not copied: ``model_index.json`` names the package that provides it.
     """
-    import copy
-
     import diffusers
 
     folder = Path(folder)
