@@ -34,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and grid.png")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -63,18 +64,22 @@ def run(args: argparse.Namespace) -> int:
 
         pipeline = load_pipeline(args)[0]
         pipeline.set_progress_bar_config(disable=True)
+    from tqdm.auto import tqdm
+
     prompts = benchmark_prompts(args.prompts or DEFAULT_PROMPT_COUNT, args.prompt_seed or BENCHMARK_SEED)
-    report = run_benchmark(
-        pipeline,
-        prompts,
-        presets=args.presets,
-        seeds=args.seeds,
-        out_dir=args.out,
-        height=args.size,
-        width=args.size,
-        batch_size=args.batch_size,
-        grid_rows=args.grid_rows,
-    )
+    with tqdm(total=len(prompts) * len(args.seeds), desc="eval", unit="prompt", disable=args.quiet) as bar:
+        report = run_benchmark(
+            pipeline,
+            prompts,
+            presets=args.presets,
+            seeds=args.seeds,
+            out_dir=args.out,
+            height=args.size,
+            width=args.size,
+            batch_size=args.batch_size,
+            grid_rows=args.grid_rows,
+            progress=bar.update,
+        )
     summary = {
         name: {"overall": entry["accuracy"]["overall"], "speedup": entry["speedup"]}
         for name, entry in report["presets"].items()

@@ -175,6 +175,7 @@ def run_benchmark(
     batch_size: int = 1,
     grid_rows: int = 8,
     warmup: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Score ``pipeline`` on ``prompts`` for every preset; the first preset is the speed baseline.
 
@@ -189,6 +190,7 @@ def run_benchmark(
         batch_size: prompts per pipeline call; the time per image is the call's time / batch size.
         grid_rows: prompts shown in the grid.
         warmup: run one unscored call per preset first, so lazy initialisation is not timed.
+        progress: called with the number of prompts just finished (with every preset), e.g. a bar's update.
 
     Returns:
         The report: ``benchmark`` (settings), ``presets`` (accuracy and timing per preset) and ``results``
@@ -212,6 +214,8 @@ def run_benchmark(
             for preset in presets:  # interleaved, so load changes on the machine hit every preset alike
                 out = pipeline([p.text for p in batch], **size, preset=preset, seed=image_seeds, output_type="pt")
                 runs[preset].add(preset, batch, image_seeds, out, grid_rows)
+            if progress is not None:
+                progress(len(batch))
     report = _report(items, presets, seeds, (height, width), batch_size, runs)
     if out_dir is not None:
         examples = {preset: {k: torch.cat(v) for k, v in run.examples.items()} for preset, run in runs.items()}

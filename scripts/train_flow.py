@@ -40,7 +40,7 @@ from mrflow.tiny.models import (
     fold,
     save_model_folder,
 )
-from mrflow.tiny.training import SigmaSampling, drop_captions, flow_loss, sample_sigmas
+from mrflow.tiny.training import SigmaSampling, drop_captions, flow_loss, learning_rate, sample_sigmas
 
 SIZES = (64, 128, 256)
 
@@ -61,6 +61,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, nargs=3, default=[32, 16, 6], help="for 64, 128, 256")
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="after warmup: constant, or cosine decay to --lr-final × lr at --steps",
+    )
+    parser.add_argument("--lr-final", type=float, default=0.1, help="final lr ratio of the cosine schedule")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: autocast the UNet (fp32 weights, optimizer and loss); ~1.4x faster on CPUs with AMX",
+    )
     parser.add_argument("--drop", type=float, default=0.1, help="caption dropout probability (CFG)")
     parser.add_argument("--ema", type=float, default=0.998)
     parser.add_argument("--seed", type=int, default=0)
@@ -106,13 +119,16 @@ def main() -> None:
     shifts = {size: config.scheduler.shift_for_tokens((size // FOLD) ** 2) for size in SIZES}
     size_weights = torch.tensor(args.size_weights)
     log.info(
-        "UNet %.3f M params; %d steps; sizes %s weights %s batches %s; σ shifts %s",
+        "UNet %.3f M params; %d steps; sizes %s weights %s batches %s; σ shifts %s; lr %g %s; %s",
         count_parameters(model) / 1e6,
         args.steps,
         SIZES,
         args.size_weights,
         args.batch,
         {size: round(shift, 2) for size, shift in shifts.items()},
+        args.lr,
+        args.lr_schedule,
+        args.precision,
     )
     smoothed: dict[int, float] = {}
     model.train()
@@ -120,7 +136,7 @@ def main() -> None:
     with tqdm(total=args.steps, initial=step, desc="flow") as bar:
         while step < args.steps:
             for group in optimizer.param_groups:
-                group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+                group["lr"] = learning_rate(step, args.lr, args.warmup, args.steps, args.lr_schedule, args.lr_final)
             which = int(torch.multinomial(size_weights, 1, generator=generator))
             size, batch = SIZES[which], args.batch[which]
             index = torch.randint(len(images[size]), (batch,), generator=generator).sort().values
@@ -128,7 +144,8 @@ def main() -> None:
             noise = torch.randn(x0.shape, generator=generator)
             sigmas = sample_sigmas(batch, sampling, generator, shifts[size])
             conditioning = drop_captions(text[index], null, args.drop, generator)
-            loss = flow_loss(model, x0, conditioning, sigmas, noise)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                loss = flow_loss(model, x0, conditioning, sigmas, noise)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -141,10 +158,11 @@ def main() -> None:
             bar.set_postfix({str(s): f"{v:.3f}" for s, v in smoothed.items()})
             if step % 25 == 0:
                 log.info(
-                    "step %d size %d loss %.4f smoothed %s %.0fs",
+                    "step %d size %d loss %.4f lr %.2e smoothed %s %.0fs",
                     step,
                     size,
                     value,
+                    optimizer.param_groups[0]["lr"],
                     {s: round(v, 4) for s, v in sorted(smoothed.items())},
                     time.time() - start,
                 )

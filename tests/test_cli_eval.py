@@ -28,6 +28,7 @@ def test_eval_oracle_scores_everything_and_never_clobbers(tmp_path: Path) -> Non
     assert report["presets"]["native"]["accuracy"]["overall"] == 1.0
     assert list(report["presets"]) == ["native", "12plus1", "12plus1-x4"]  # the default presets
     assert len(report["results"]) == 3 * 12
+    assert "12/12" in result.stderr  # the progress bar reached the end
     before = (tmp_path / "report.json").read_bytes()
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "report.json exists" in again.stderr

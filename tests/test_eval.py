@@ -64,8 +64,12 @@ def test_oracle_scores_full_marks_and_writes_reports(tmp_path):
 
 
 def test_prompt_ignoring_pipeline_scores_low():
-    report = run_benchmark(ShuffledOracle(), benchmark_prompts(30), ("native",), batch_size=6, warmup=False)
+    done: list[int] = []
+    report = run_benchmark(
+        ShuffledOracle(), benchmark_prompts(30), ("native",), batch_size=6, warmup=False, progress=done.append
+    )
     assert report["presets"]["native"]["accuracy"]["overall"] < 0.3
+    assert done == [6] * 5  # one progress call per batch, counting prompts
 
 
 def test_free_text_prompts_in_the_grammar_are_parsed():

@@ -30,6 +30,7 @@ from mrflow.tiny.training import (
     drop_captions,
     flow_loss,
     input_scale,
+    learning_rate,
     predict_sample,
     sample_sigmas,
 )
@@ -147,7 +148,8 @@ def test_model_folder_round_trip(tmp_path, small_backbone: TinyBackbone) -> None
     assert sizes[torch.float16] < 0.55 * sizes[torch.float32]
 
 
-def test_flow_training_step_decreases_loss() -> None:
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_flow_training_step_decreases_loss(bf16: bool) -> None:
     torch.manual_seed(0)
     model = build_unet(SMALL_UNET)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -160,13 +162,30 @@ def test_flow_training_step_decreases_loss() -> None:
     conditioning = drop_captions(text, null, 0.1, gen)
     losses = []
     for _ in range(6):
-        loss = flow_loss(model, latents, conditioning, sigmas, noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = flow_loss(model, latents, conditioning, sigmas, noise)
+        assert loss.dtype == torch.float32  # the loss is reduced in fp32 under autocast too
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]
+
+
+def test_learning_rate_warmup_then_cosine() -> None:
+    base, warmup, total = 4e-4, 10, 110
+    assert learning_rate(0, base, warmup, total) == pytest.approx(base / warmup)
+    assert learning_rate(9, base, warmup, total, "cosine") == pytest.approx(base)
+    assert learning_rate(500, base, warmup, total, "constant") == base
+    assert learning_rate(10, base, warmup, total, "cosine") == pytest.approx(base)  # cos(0)
+    assert learning_rate(60, base, warmup, total, "cosine", 0.1) == pytest.approx(base * 0.55)  # halfway
+    assert learning_rate(110, base, warmup, total, "cosine", 0.1) == pytest.approx(base * 0.1)
+    assert learning_rate(200, base, warmup, total, "cosine", 0.1) == pytest.approx(base * 0.1)  # held at the end
+    rates = [learning_rate(s, base, warmup, total, "cosine") for s in range(warmup, total + 1)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+    with pytest.raises(ValueError, match="linear"):
+        learning_rate(0, base, warmup, total, "linear")
 
 
 @pytest.mark.parametrize("size", [64, 128, 256])

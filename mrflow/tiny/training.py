@@ -23,6 +23,7 @@ training lands at σ > 0.9, where a 256² layout is decided.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -130,3 +131,18 @@ def flow_loss(
     noisy = (1 - s) * latents + s * noise
     sample = predict_sample(unet, noisy, s.flatten(), text).float()
     return ((sample - latents.float()) / s.float().clamp(min=SIGMA_FLOOR)).pow(2).mean()
+
+
+def learning_rate(
+    step: int, base: float, warmup: int, total: int, schedule: str = "constant", final: float = 0.1
+) -> float:
+    """The learning rate at ``step`` (0-based): linear warmup over ``warmup`` steps to ``base``, then
+    ``base`` (``schedule="constant"``) or a cosine decay reaching ``final · base`` at ``total``."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "constant":
+        return base
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress)))
