@@ -3,6 +3,10 @@
     python scripts/prepare_data.py                                    # renders + caption embeddings
     python scripts/train_flow.py --steps 600 --export DIR             # a first model
     python scripts/train_flow.py --steps 3000 --resume --export DIR   # continue the same run
+    python scripts/train_flow.py --init DIR --out DIR2 --steps 2800 --precision bf16 --lr-schedule cosine
+                                                                      # a second run from that model
+
+The README gives the two runs that made the shipped weights.
 
 Each step trains at one resolution drawn from ``--size-weights`` with that size's batch; σ is drawn
 from a logit-normal / uniform / refine-range mixture (:class:`mrflow.tiny.training.SigmaSampling`);
