@@ -44,7 +44,14 @@ from mrflow.tiny.models import (
     fold,
     save_model_folder,
 )
-from mrflow.tiny.training import SigmaSampling, drop_captions, flow_loss, learning_rate, sample_sigmas
+from mrflow.tiny.training import (
+    LR_SCHEDULES,
+    SigmaSampling,
+    drop_captions,
+    flow_loss,
+    learning_rate,
+    sample_sigmas,
+)
 
 SIZES = (64, 128, 256)
 
@@ -67,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument(
         "--lr-schedule",
-        choices=["constant", "cosine"],
+        choices=LR_SCHEDULES,
         default="constant",
         help="after warmup: constant, or cosine decay to --lr-final × lr at --steps",
     )

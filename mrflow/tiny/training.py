@@ -35,6 +35,7 @@ from mrflow.tiny.text import TextEmbeddings
 TIMESTEP_SCALE = 1000.0  # the UNet sees t = σ·1000, as diffusers' flow-matching pipelines feed it
 SIGMA_DATA = 0.6  # standard deviation of the training pixels in [-1, 1] (measured: 0.59)
 SIGMA_FLOOR = 0.2  # training only: caps the 1/σ² weight of the image loss at 25
+LR_SCHEDULES = ("constant", "cosine")  # after warmup (:func:`learning_rate`)
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,8 @@ def learning_rate(
 ) -> float:
     """The learning rate at ``step`` (0-based): linear warmup over ``warmup`` steps to ``base``, then
     ``base`` (``schedule="constant"``) or a cosine decay reaching ``final · base`` at ``total``."""
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     if step < warmup:
         return base * (step + 1) / warmup
     if schedule == "constant":
