@@ -3,7 +3,8 @@
 Family facts: pixel space, no learned autoencoder: the latents are the RGB images in [-1, 1] with
 each 4×4 block folded into channels, ``(B, 48, H/4, W/4)`` (``vae_scale_factor`` 4; decode and
 encode are exact reshapes). A small ``UNet2DConditionModel`` predicts the clean image x̂0 at
-timestep σ·1000 and the velocity is ``(x_σ − x̂0)/σ``; sides are multiples of 16 and at least 64.
+timestep σ·1000 (alone, or as a correction to EDM's skip of the input when ``model_index.json``
+says ``"prediction": "edm"``) and the velocity is ``(x_σ − x̂0)/σ``; sides are multiples of 16 and at least 64.
 Text from frozen all-MiniLM-L6-v2 (token states for cross-attention, the mean-pooled vector added
 to the timestep embedding) loaded from its wheel; true classifier-free guidance against the empty
 caption (or a negative prompt); the scheduler's default grid with a shift that grows with the
@@ -22,7 +23,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 
 from mrflow.config import backbone_defaults
 from mrflow.pipelines.common import default_dtype, resolve_device, scheduler_sigmas
-from mrflow.tiny.models import FOLD, fold, read_text_config, size_multiple, unfold
+from mrflow.tiny.models import FOLD, check_prediction, fold, read_prediction, read_text_config, size_multiple, unfold
 from mrflow.tiny.text import MiniLMEncoder, TextEmbeddings
 from mrflow.tiny.training import predict_sample
 
@@ -44,6 +45,7 @@ class TinyBackbone:
         unet, scheduler: the diffusers components of the model folder.
         text_encoder: the frozen MiniLM encoder.
         source: where the weights came from, for reports.
+        prediction: what the UNet predicts (``model_index.json``'s ``prediction``).
     """
 
     family = "tiny"
@@ -57,8 +59,10 @@ class TinyBackbone:
         scheduler: FlowMatchEulerDiscreteScheduler,
         text_encoder: MiniLMEncoder,
         source: str = "",
+        prediction: str = "sample",
     ) -> None:
         self.unet = unet.eval()
+        self.prediction = check_prediction(prediction)
         self.scheduler = scheduler
         self.text_encoder = text_encoder
         self.source = source
@@ -93,7 +97,7 @@ class TinyBackbone:
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
         text_encoder = MiniLMEncoder(read_text_config(folder), device=device)
         logger.info("loaded tiny model from %s (%s, %s)", folder, device, dtype)
-        return cls(unet.to(device), scheduler, text_encoder, source=folder)
+        return cls(unet.to(device), scheduler, text_encoder, source=folder, prediction=read_prediction(folder))
 
     @property
     def device(self) -> torch.device:
@@ -142,7 +146,7 @@ class TinyBackbone:
             x = torch.cat([x, x])
             text = TextEmbeddings.cat([embeddings.uncond, text])  # type: ignore[list-item]
         sigmas = torch.full((x.shape[0],), sigma, device=self.device, dtype=torch.float32)
-        sample = predict_sample(self.unet, x, sigmas, text).to(torch.float32)
+        sample = predict_sample(self.unet, x, sigmas, text, self.prediction).to(torch.float32)
         out = (x.to(torch.float32) - sample) / sigma
         if cfg:
             uncond, cond = out.chunk(2)

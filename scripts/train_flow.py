@@ -10,7 +10,9 @@ The README gives the two runs that made the shipped weights.
 
 Each step trains at one resolution drawn from ``--size-weights`` with that size's batch; σ is drawn
 from a logit-normal / uniform / refine-range mixture (:class:`mrflow.tiny.training.SigmaSampling`);
-captions are dropped with ``--drop`` for classifier-free guidance. An EMA of the weights is kept
+captions are dropped with ``--drop`` for classifier-free guidance. ``--prediction`` and
+``--channels``/``--layers-per-block`` change what the UNet predicts and its size (for experiments;
+the shipped model uses the defaults). An EMA of the weights is kept
 and exported. Checkpoints (``last.pt``) and ``train.log`` go to ``--out`` (default
 ``~/.cache/mrflow/train/flow``); ``--export`` writes the complete model folder.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -37,11 +40,14 @@ from mrflow.tiny.data import (
 )
 from mrflow.tiny.models import (
     FOLD,
+    PREDICTIONS,
     TinyModelConfig,
+    UNetConfig,
     build_scheduler,
     build_unet,
     count_parameters,
     fold,
+    read_prediction,
     save_model_folder,
 )
 from mrflow.tiny.training import (
@@ -85,6 +91,16 @@ def parse_args() -> argparse.Namespace:
         default="fp32",
         help="bf16: autocast the UNet (fp32 weights, optimizer and loss); ~1.4x faster on CPUs with AMX",
     )
+    parser.add_argument(
+        "--prediction",
+        choices=PREDICTIONS,
+        default="sample",
+        help="the UNet predicts the clean image (sample) or a correction to EDM's skip of the input (edm)",
+    )
+    parser.add_argument(
+        "--channels", type=int, nargs="+", default=None, help="UNet block_out_channels (default: UNetConfig's)"
+    )
+    parser.add_argument("--layers-per-block", type=int, default=None, help="default: UNetConfig's")
     parser.add_argument("--drop", type=float, default=0.1, help="caption dropout probability (CFG)")
     parser.add_argument("--ema", type=float, default=0.998)
     parser.add_argument("--seed", type=int, default=0)
@@ -105,10 +121,17 @@ def main() -> None:
         handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
     )
     log = logging.getLogger("train_flow")
-    config = TinyModelConfig()
+    unet_config = UNetConfig()
+    if args.channels is not None:
+        unet_config = dataclasses.replace(unet_config, block_out_channels=tuple(args.channels))
+    if args.layers_per_block is not None:
+        unet_config = dataclasses.replace(unet_config, layers_per_block=args.layers_per_block)
+    config = TinyModelConfig(unet=unet_config)
     torch.manual_seed(args.seed)
     model = build_unet(config.unet)
     if args.init is not None:
+        if (found := read_prediction(args.init)) != args.prediction:
+            raise SystemExit(f"--init {args.init} predicts {found!r}, not --prediction {args.prediction!r}")
         model.load_state_dict(UNet2DConditionModel.from_pretrained(args.init, subfolder="unet").state_dict())
         log.info("initialised from %s", args.init)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -118,6 +141,8 @@ def main() -> None:
     checkpoint = args.out / "last.pt"
     if args.resume and checkpoint.is_file():
         state = load_checkpoint(checkpoint)
+        if state.get("prediction", "sample") != args.prediction:
+            raise SystemExit(f"{checkpoint} was trained with --prediction {state.get('prediction', 'sample')!r}")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -130,8 +155,9 @@ def main() -> None:
     shifts = {size: config.scheduler.shift_for_tokens((size // FOLD) ** 2) for size in SIZES}
     size_weights = torch.tensor(args.size_weights)
     log.info(
-        "UNet %.3f M params; %d steps; sizes %s weights %s batches %s; σ shifts %s; lr %g %s; %s",
+        "UNet %.3f M params, predicts %s; %d steps; sizes %s weights %s batches %s; σ shifts %s; lr %g %s; %s",
         count_parameters(model) / 1e6,
+        args.prediction,
         args.steps,
         SIZES,
         args.size_weights,
@@ -156,7 +182,7 @@ def main() -> None:
             sigmas = sample_sigmas(batch, sampling, generator, shifts[size])
             conditioning = drop_captions(text[index], null, args.drop, generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-                loss = flow_loss(model, x0, conditioning, sigmas, noise)
+                loss = flow_loss(model, x0, conditioning, sigmas, noise, args.prediction)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -185,11 +211,12 @@ def main() -> None:
                     "generator": generator.get_state(),
                     "step": step,
                     "seconds": time.time() - start,
+                    "prediction": args.prediction,
                 }
                 save_checkpoint(checkpoint, state)
     log.info("trained %d steps, %.0f s in all", step, time.time() - start)
     if args.export is not None:
-        save_model_folder(args.export, ema, build_scheduler(config.scheduler), config.text)
+        save_model_folder(args.export, ema, build_scheduler(config.scheduler), config.text, prediction=args.prediction)
         log.info("exported EMA weights to %s", args.export)
 
 

@@ -19,6 +19,7 @@ from mrflow.tiny.models import (
     build_scheduler,
     build_unet,
     fold,
+    read_prediction,
     read_text_config,
     save_model_folder,
     unfold,
@@ -33,6 +34,7 @@ from mrflow.tiny.training import (
     learning_rate,
     predict_sample,
     sample_sigmas,
+    skip_scales,
 )
 
 PROMPTS = ["a red circle to the left of a blue square", "two green stars"]
@@ -148,8 +150,50 @@ def test_model_folder_round_trip(tmp_path, small_backbone: TinyBackbone) -> None
     assert sizes[torch.float16] < 0.55 * sizes[torch.float32]
 
 
-@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
-def test_flow_training_step_decreases_loss(bf16: bool) -> None:
+@torch.no_grad()
+def test_edm_prediction_round_trips_and_is_used(tmp_path, small_backbone: TinyBackbone) -> None:
+    b = small_backbone
+    folder = save_model_folder(tmp_path / "edm", b.unet, b.scheduler, TextConfig(), torch.float32, prediction="edm")
+    assert (
+        read_prediction(folder) == "edm"
+        and read_prediction(save_model_folder(tmp_path / "s", b.unet, b.scheduler, TextConfig())) == "sample"
+    )
+    loaded = TinyBackbone.from_pretrained(folder, device="cpu")
+    assert loaded.prediction == "edm"
+    latents = torch.randn(1, 48, 16, 16, generator=torch.Generator().manual_seed(0))
+    text = b.encode_prompt(["a red disc"], None, 1, 1.0)
+    sigma = 0.3
+    sample = b.velocity(latents, sigma, text, 1.0) * -sigma + latents  # x̂0 of the "sample" model
+    c_skip, c_out = skip_scales(torch.tensor(sigma))
+    expected = c_skip * latents + c_out * sample / SIGMA_DATA  # the same F under EDM's skip
+    got = latents - sigma * loaded.velocity(latents, sigma, text, 1.0)
+    assert torch.allclose(got, expected, atol=1e-4)
+    with pytest.raises(ValueError, match="prediction"):
+        save_model_folder(tmp_path / "bad", b.unet, b.scheduler, TextConfig(), prediction="epsilon")
+
+
+def test_edm_skip_is_the_linear_estimate_with_unit_variance_target() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(400_000, generator=gen) * SIGMA_DATA
+    noise = torch.randn(400_000, generator=gen)
+    for sigma in (0.02, 0.3, 0.7, 0.98):
+        noisy = (1 - sigma) * x0 + sigma * noise
+        c_skip, c_out = skip_scales(torch.tensor(sigma))
+        residual = x0 - c_skip * noisy
+        # the best linear estimate: its error is uncorrelated with the input (closed form vs. sample)
+        assert (residual * noisy).mean().item() == pytest.approx(0.0, abs=3e-3)
+        assert (residual / c_out).std().item() == pytest.approx(1.0, abs=0.01)
+    c_skip, c_out = skip_scales(torch.tensor([1e-4, 1 - 1e-4]))
+    assert c_skip[0].item() == pytest.approx(1.0, abs=1e-3) and c_out[0].item() == pytest.approx(0.0, abs=1e-3)
+    assert c_skip[1].item() == pytest.approx(0.0, abs=1e-3) and c_out[1].item() == pytest.approx(SIGMA_DATA, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("bf16", "prediction"),
+    [(False, "sample"), (True, "sample"), (False, "edm")],
+    ids=["fp32", "bf16-autocast", "edm"],
+)
+def test_flow_training_step_decreases_loss(bf16: bool, prediction: str) -> None:
     torch.manual_seed(0)
     model = build_unet(SMALL_UNET)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -163,7 +207,7 @@ def test_flow_training_step_decreases_loss(bf16: bool) -> None:
     losses = []
     for _ in range(6):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = flow_loss(model, latents, conditioning, sigmas, noise)
+            loss = flow_loss(model, latents, conditioning, sigmas, noise, prediction)
         assert loss.dtype == torch.float32  # the loss is reduced in fp32 under autocast too
         optimizer.zero_grad()
         loss.backward()

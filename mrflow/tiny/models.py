@@ -39,7 +39,8 @@ from mrflow.flow.schedules import linear_mu
 # model_index.json class name of the embedded model; mrflow.pipelines maps it to the adapter.
 PIPELINE_CLASS_NAME = "MrFlowTinyPipeline"
 TEXT_DIM = 384  # all-MiniLM-L6-v2 hidden size
-PREDICTION = "sample"  # the network predicts the clean image (mrflow.tiny.training)
+# what the UNet's output means: the clean image, alone or with EDM's skip (mrflow.tiny.training.predict_sample)
+PREDICTIONS = ("sample", "edm")
 FOLD = 4  # pixels per latent side: 4×4×3 pixel values per latent position
 LATENT_CHANNELS = 3 * FOLD * FOLD
 
@@ -66,6 +67,12 @@ class UNetConfig:
     def __post_init__(self) -> None:
         if len(self.block_out_channels) < 2:
             raise ValueError(f"need at least two levels, got {self.block_out_channels!r}")
+
+
+def check_prediction(prediction: str) -> str:
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    return prediction
 
 
 def size_multiple(block_out_channels: tuple[int, ...] | list[int]) -> int:
@@ -148,6 +155,7 @@ def save_model_folder(
     scheduler: FlowMatchEulerDiscreteScheduler,
     text: TextConfig,
     dtype: torch.dtype = torch.float16,
+    prediction: str = "sample",
 ) -> Path:
     """Write a diffusers-style folder: ``model_index.json`` + ``unet/``, ``scheduler/``.
 
@@ -165,7 +173,7 @@ def save_model_folder(
         "_diffusers_version": diffusers.__version__,
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
         "unet": ["diffusers", "UNet2DConditionModel"],
-        "prediction": PREDICTION,
+        "prediction": check_prediction(prediction),
         "fold": FOLD,
         "text_encoder": asdict(text),
     }
@@ -173,15 +181,24 @@ def save_model_folder(
     return folder
 
 
-def read_text_config(folder: str | Path) -> TextConfig:
-    """The text settings recorded in a model folder's ``model_index.json``."""
+def _read_index(folder: str | Path) -> dict[str, Any]:
     index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
-    if index.get("prediction") != PREDICTION or index.get("fold") != FOLD:
+    if index.get("prediction") not in PREDICTIONS or index.get("fold") != FOLD:
         raise ValueError(
-            f"{folder}: expected prediction {PREDICTION!r} and fold {FOLD}, "
+            f"{folder}: expected prediction in {PREDICTIONS} and fold {FOLD}, "
             f"got {index.get('prediction')!r} and {index.get('fold')!r}"
         )
-    data = index.get("text_encoder")
+    return index
+
+
+def read_prediction(folder: str | Path) -> str:
+    """What the UNet of a model folder predicts (:func:`mrflow.tiny.training.predict_sample`)."""
+    return str(_read_index(folder)["prediction"])
+
+
+def read_text_config(folder: str | Path) -> TextConfig:
+    """The text settings recorded in a model folder's ``model_index.json``."""
+    data = _read_index(folder).get("text_encoder")
     if not isinstance(data, dict):
         raise ValueError(f"{folder}: model_index.json has no text_encoder settings")
     return TextConfig(**data)

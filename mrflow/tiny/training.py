@@ -30,6 +30,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from mrflow.flow.schedules import static_shift
+from mrflow.tiny.models import check_prediction
 from mrflow.tiny.text import TextEmbeddings
 
 TIMESTEP_SCALE = 1000.0  # the UNet sees t = σ·1000, as diffusers' flow-matching pipelines feed it
@@ -102,10 +103,32 @@ def input_scale(sigmas: torch.Tensor) -> torch.Tensor:
     return (((1 - sigmas) * SIGMA_DATA) ** 2 + sigmas**2).rsqrt()
 
 
+def skip_scales(sigmas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """EDM's ``(c_skip, c_out)`` for the rectified-flow path ``x_σ = (1 − σ)x0 + σε``.
+
+    ``x̂0 = c_skip·x_σ + c_out·F`` with ``c_skip = (1 − σ)σ_d²/v`` and ``c_out = σσ_d/√v``,
+    ``v = (1 − σ)²σ_d² + σ²``: the skip is the best linear estimate of x0 from x_σ for data of std
+    σ_d, so the network's target ``(x0 − c_skip·x_σ)/c_out`` has unit variance at every σ. Near σ = 0
+    the skip passes the input through and F only adds a correction of size σ; near σ = 1 it vanishes
+    and F predicts the image.
+    """
+    variance = ((1 - sigmas) * SIGMA_DATA) ** 2 + sigmas**2
+    return (1 - sigmas) * SIGMA_DATA**2 / variance, sigmas * SIGMA_DATA * variance.rsqrt()
+
+
 def predict_sample(
-    unet: UNet2DConditionModel, latents: torch.Tensor, sigmas: torch.Tensor, text: TextEmbeddings
+    unet: UNet2DConditionModel,
+    latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    text: TextEmbeddings,
+    prediction: str = "sample",
 ) -> torch.Tensor:
-    """The denoised latents x̂0 for noisy folded latents ``(B, 48, h, w)`` at per-sample σ ``(B,)``."""
+    """The denoised latents x̂0 for noisy folded latents ``(B, 48, h, w)`` at per-sample σ ``(B,)``.
+
+    ``prediction="sample"``: ``x̂0 = σ_d·F``; ``"edm"``: ``x̂0 = c_skip·x_σ + c_out·F``
+    (:func:`skip_scales`).
+    """
+    check_prediction(prediction)
     c_in = input_scale(sigmas.float()).to(latents.dtype)[:, None, None, None]
     raw = unet(
         latents * c_in,
@@ -114,7 +137,10 @@ def predict_sample(
         class_labels=text.pooled,
         return_dict=False,
     )[0]
-    return SIGMA_DATA * raw
+    if prediction == "sample":
+        return SIGMA_DATA * raw
+    c_skip, c_out = (c.to(latents.dtype)[:, None, None, None] for c in skip_scales(sigmas.float()))
+    return c_skip * latents + c_out * raw
 
 
 def flow_loss(
@@ -123,15 +149,19 @@ def flow_loss(
     text: TextEmbeddings,
     sigmas: torch.Tensor,
     noise: torch.Tensor,
+    prediction: str = "sample",
 ) -> torch.Tensor:
     """Velocity loss ``‖x̂0 − x0‖²/max(σ, floor)²`` for clean folded latents ``(B, 48, h, w)``.
 
-    Equals ``‖v̂ − (ε − x0)‖²`` wherever σ ≥ :data:`SIGMA_FLOOR`.
+    Equals ``‖v̂ − (ε − x0)‖²`` wherever σ ≥ the floor: :data:`SIGMA_FLOOR` for ``"sample"``, none
+    for ``"edm"``, whose error ``c_out·(F − target)`` already shrinks with σ (the weight on F's unit
+    variance target is ``c_out²/σ² = σ_d²/v ∈ [0.36, 1.4]``).
     """
+    floor = SIGMA_FLOOR if check_prediction(prediction) == "sample" else 1e-4
     s = sigmas.to(latents.device, latents.dtype)[:, None, None, None]
     noisy = (1 - s) * latents + s * noise
-    sample = predict_sample(unet, noisy, s.flatten(), text).float()
-    return ((sample - latents.float()) / s.float().clamp(min=SIGMA_FLOOR)).pow(2).mean()
+    sample = predict_sample(unet, noisy, s.flatten(), text, prediction).float()
+    return ((sample - latents.float()) / s.float().clamp(min=floor)).pow(2).mean()
 
 
 def learning_rate(
