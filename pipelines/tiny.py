@@ -1,7 +1,8 @@
 """The embedded default model (``mrflow/weights/tiny``), trained by this project.
 
 Family facts: pixel space, no learned autoencoder: the latents are the RGB images in [-1, 1] with
-each 4×4 block folded into channels, ``(B, 48, H/4, W/4)`` (``vae_scale_factor`` 4; decode and
+each f×f block folded into channels, ``(B, 3f², H/f, W/f)`` (f = 4 for the shipped model, read from
+the UNet's input channels; ``vae_scale_factor`` f; decode and
 encode are exact reshapes). A small ``UNet2DConditionModel`` predicts the clean image x̂0 at
 timestep σ·1000 (alone, or as a correction to EDM's skip of the input when ``model_index.json``
 says ``"prediction": "edm"``) and the velocity is ``(x_σ − x̂0)/σ``; sides are multiples of 16 and at least 64.
@@ -23,7 +24,16 @@ from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 
 from mrflow.config import backbone_defaults
 from mrflow.pipelines.common import default_dtype, resolve_device, scheduler_sigmas
-from mrflow.tiny.models import FOLD, check_prediction, fold, read_prediction, read_text_config, size_multiple, unfold
+from mrflow.tiny.models import (
+    check_prediction,
+    fold,
+    fold_of_channels,
+    read_fold,
+    read_prediction,
+    read_text_config,
+    size_multiple,
+    unfold,
+)
 from mrflow.tiny.text import MiniLMEncoder, TextEmbeddings
 from mrflow.tiny.training import predict_sample
 
@@ -71,8 +81,9 @@ class TinyBackbone:
         self.default_guidance = defaults.guidance
         self.default_negative_prompt = defaults.negative_prompt or ""
         self.latent_channels = int(unet.config.in_channels)
-        self.vae_scale_factor = FOLD  # folded pixels
-        self.size_multiple = size_multiple(unet.config.block_out_channels)
+        self.fold = fold_of_channels(self.latent_channels)
+        self.vae_scale_factor = self.fold  # folded pixels
+        self.size_multiple = size_multiple(unet.config.block_out_channels, self.fold)
         self.min_size = 64  # the smallest training size
 
     @classmethod
@@ -96,6 +107,11 @@ class TinyBackbone:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
         text_encoder = MiniLMEncoder(read_text_config(folder), device=device)
+        if read_fold(folder) != fold_of_channels(unet.config.in_channels):
+            raise ValueError(
+                f"{folder}: model_index.json says fold {read_fold(folder)}, "
+                f"but the UNet takes {unet.config.in_channels} channels"
+            )
         logger.info("loaded tiny model from %s (%s, %s)", folder, device, dtype)
         return cls(unet.to(device), scheduler, text_encoder, source=folder, prediction=read_prediction(folder))
 
@@ -130,13 +146,13 @@ class TinyBackbone:
         return TinyEmbeddings(cond, uncond)
 
     def native_sigmas(self, num_steps: int, height: int, width: int) -> torch.Tensor:
-        tokens = (height // FOLD) * (width // FOLD)  # latent positions
+        tokens = (height // self.fold) * (width // self.fold)  # latent positions
         return scheduler_sigmas(self.scheduler.config, num_steps, tokens)
 
     def velocity(
         self, latents: torch.Tensor, sigma: float, embeddings: TinyEmbeddings, guidance: float
     ) -> torch.Tensor:
-        """Guided ``v = (x_σ − x̂0)/σ`` for folded latents ``(B, 48, h, w)``; CFG mixes the two velocities."""
+        """Guided ``v = (x_σ − x̂0)/σ`` for folded latents ``(B, 3f², h, w)``; CFG mixes the two velocities."""
         if not 0 < sigma <= 1:
             raise ValueError(f"sigma must be in (0, 1] for a clean-image-predicting model, got {sigma!r}")
         x = latents.to(self.dtype)
@@ -154,8 +170,8 @@ class TinyBackbone:
         return out
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Unfold the 4×4 blocks: images ``(B, 3, H, W)`` in [-1, 1]."""
-        return unfold(latents.to(torch.float32))
+        """Unfold the f×f blocks: images ``(B, 3, H, W)`` in [-1, 1]."""
+        return unfold(latents.to(torch.float32), self.fold)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return fold(images.to(torch.float32))
+        return fold(images.to(torch.float32), self.fold)

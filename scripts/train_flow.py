@@ -40,7 +40,9 @@ from mrflow.tiny.data import (
 )
 from mrflow.tiny.models import (
     FOLD,
+    FOLDS,
     PREDICTIONS,
+    SchedulerConfig,
     TinyModelConfig,
     UNetConfig,
     build_scheduler,
@@ -101,6 +103,7 @@ def parse_args() -> argparse.Namespace:
         "--channels", type=int, nargs="+", default=None, help="UNet block_out_channels (default: UNetConfig's)"
     )
     parser.add_argument("--layers-per-block", type=int, default=None, help="default: UNetConfig's")
+    parser.add_argument("--fold", type=int, choices=FOLDS, default=FOLD, help="pixels per latent side")
     parser.add_argument("--drop", type=float, default=0.1, help="caption dropout probability (CFG)")
     parser.add_argument("--ema", type=float, default=0.998)
     parser.add_argument("--seed", type=int, default=0)
@@ -121,12 +124,12 @@ def main() -> None:
         handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
     )
     log = logging.getLogger("train_flow")
-    unet_config = UNetConfig()
+    unet_config = UNetConfig(fold=args.fold)
     if args.channels is not None:
         unet_config = dataclasses.replace(unet_config, block_out_channels=tuple(args.channels))
     if args.layers_per_block is not None:
         unet_config = dataclasses.replace(unet_config, layers_per_block=args.layers_per_block)
-    config = TinyModelConfig(unet=unet_config)
+    config = TinyModelConfig(unet=unet_config, scheduler=SchedulerConfig.for_fold(args.fold))
     torch.manual_seed(args.seed)
     model = build_unet(config.unet)
     if args.init is not None:
@@ -152,7 +155,7 @@ def main() -> None:
     images = {size: load_images(args.data, size) for size in SIZES}
     text, null = load_caption_cache(args.data)
     sampling = SigmaSampling()
-    shifts = {size: config.scheduler.shift_for_tokens((size // FOLD) ** 2) for size in SIZES}
+    shifts = {size: config.scheduler.shift_for_tokens((size // args.fold) ** 2) for size in SIZES}
     size_weights = torch.tensor(args.size_weights)
     log.info(
         "UNet %.3f M params, predicts %s; %d steps; sizes %s weights %s batches %s; σ shifts %s; lr %g %s; %s",
@@ -177,7 +180,7 @@ def main() -> None:
             which = int(torch.multinomial(size_weights, 1, generator=generator))
             size, batch = SIZES[which], args.batch[which]
             index = torch.randint(len(images[size]), (batch,), generator=generator).sort().values
-            x0 = fold(to_unit_batch(images[size][index.numpy()]))  # sorted: sequential reads of the memmap
+            x0 = fold(to_unit_batch(images[size][index.numpy()]), args.fold)  # sorted: sequential reads of the memmap
             noise = torch.randn(x0.shape, generator=generator)
             sigmas = sample_sigmas(batch, sampling, generator, shifts[size])
             conditioning = drop_captions(text[index], null, args.drop, generator)

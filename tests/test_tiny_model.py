@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -19,6 +20,9 @@ from mrflow.tiny.models import (
     build_scheduler,
     build_unet,
     fold,
+    fold_of_channels,
+    latent_channels,
+    read_fold,
     read_prediction,
     read_text_config,
     save_model_folder,
@@ -53,23 +57,33 @@ def small_backbone(text_encoder: MiniLMEncoder) -> TinyBackbone:
     return TinyBackbone(unet, build_scheduler(SchedulerConfig()), text_encoder, source="test")
 
 
+@pytest.fixture(scope="module")
+def fold2_backbone(text_encoder: MiniLMEncoder) -> TinyBackbone:
+    """2×2 folding (12 channels) with one more level: the same positions per image side as fold 4 × 2."""
+    torch.manual_seed(1)
+    unet = build_unet(UNetConfig(block_out_channels=(32, 32, 32), attention_heads=2, fold=2))
+    return TinyBackbone(unet, build_scheduler(SchedulerConfig.for_fold(2)), text_encoder, source="test")
+
+
 def _pipe(backbone: TinyBackbone) -> MrFlowPipeline:
     pipe = MrFlowPipeline(backbone, "bicubic")
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def _reference_native(backbone: TinyBackbone, steps: int, guidance: float, seed: int, size: int) -> torch.Tensor:
-    """diffusers' scheduler driving the raw UNet on 4×4-folded pixels: x̂0 = σ_d·F(x/√((1 − σ)²σ_d² + σ²))
+def _reference_native(
+    backbone: TinyBackbone, steps: int, guidance: float, seed: int, size: int, factor: int = 4
+) -> torch.Tensor:
+    """diffusers' scheduler driving the raw UNet on f×f-folded pixels: x̂0 = σ_d·F(x/√((1 − σ)²σ_d² + σ²))
     with σ_d = 0.6, v = (x − x̂0)/σ, CFG against "", t = σ·1000."""
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(backbone.scheduler.config)
     c = scheduler.config  # FLUX's rule: μ linear in the number of latent positions
-    tokens = (size // 4) ** 2
+    tokens = (size // factor) ** 2
     slope = (c.max_shift - c.base_shift) / (c.max_image_seq_len - c.base_image_seq_len)
     scheduler.set_timesteps(steps, mu=c.base_shift + slope * (tokens - c.base_image_seq_len))
     cond = backbone.text_encoder(PROMPTS)
     uncond = backbone.text_encoder([""] * len(PROMPTS))
-    shape = (48, size // 4, size // 4)
+    shape = (3 * factor**2, size // factor, size // factor)
     x = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(2)])
     for t in scheduler.timesteps:
         sigma = float(t) / 1000
@@ -82,8 +96,25 @@ def _reference_native(backbone: TinyBackbone, steps: int, guidance: float, seed:
         ).sample
         v_uncond, v_cond = ((torch.cat([x, x]) - 0.6 * raw) / sigma).chunk(2)
         x = scheduler.step(v_uncond + guidance * (v_cond - v_uncond), t, x).prev_sample
-    images = torch.nn.functional.pixel_shuffle(x, 4)  # 48 channels = 3 colours × 4 × 4 pixels
+    images = torch.nn.functional.pixel_shuffle(x, factor)  # 3f² channels = 3 colours × f × f pixels
     return (images / 2 + 0.5).clamp(0, 1)
+
+
+def test_fold_factors_and_their_shift() -> None:
+    images = torch.rand(1, 3, 8, 8)
+    assert fold(images, 2).shape == (1, latent_channels(2), 4, 4) == (1, 12, 4, 4)
+    assert torch.equal(unfold(fold(images, 2), 2), images)
+    assert [fold_of_channels(latent_channels(f)) for f in (1, 2, 4, 8)] == [1, 2, 4, 8]
+    for bad in (47, 27):  # not 3·f², or f = 3 (not a supported fold)
+        with pytest.raises(ValueError, match="fold"):
+            fold_of_channels(bad)
+    for size in (64, 128, 256):  # the same shift per image size whatever the fold
+        expected = SchedulerConfig().shift_for_tokens((size // 4) ** 2)
+        assert SchedulerConfig.for_fold(2).shift_for_tokens((size // 2) ** 2) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="attention_levels"):
+        UNetConfig(attention_levels=0)
+    down = build_unet(UNetConfig(block_out_channels=(32, 32, 32, 32), fold=2)).config.down_block_types
+    assert down == ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
 
 
 def test_fold_is_an_exact_rearrangement() -> None:
@@ -96,8 +127,11 @@ def test_fold_is_an_exact_rearrangement() -> None:
 
 
 @torch.no_grad()
-def test_native_matches_hand_written_sampler(small_backbone: TinyBackbone) -> None:
-    out = _pipe(small_backbone)(
+@pytest.mark.parametrize("factor", [4, 2], ids=["fold4", "fold2"])
+def test_native_matches_hand_written_sampler(request: pytest.FixtureRequest, factor: int) -> None:
+    backbone = request.getfixturevalue("small_backbone" if factor == 4 else "fold2_backbone")
+    assert backbone.fold == backbone.vae_scale_factor == factor
+    out = _pipe(backbone)(
         PROMPTS,
         preset="native",
         num_inference_steps=4,
@@ -107,7 +141,7 @@ def test_native_matches_hand_written_sampler(small_backbone: TinyBackbone) -> No
         width=128,
         output_type="pt",
     )
-    reference = _reference_native(small_backbone, steps=4, guidance=3.0, seed=11, size=128)
+    reference = _reference_native(backbone, steps=4, guidance=3.0, seed=11, size=128, factor=factor)
     assert out.images.shape == reference.shape == (2, 3, 128, 128)
     assert (out.images - reference).abs().max().item() <= 1e-4
 
@@ -148,6 +182,23 @@ def test_model_folder_round_trip(tmp_path, small_backbone: TinyBackbone) -> None
             assert (got - expected).abs().max() <= 2e-2 * expected.abs().max()
         sizes[dtype] = (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
     assert sizes[torch.float16] < 0.55 * sizes[torch.float32]
+
+
+@torch.no_grad()
+def test_fold2_model_folder_round_trip(tmp_path, fold2_backbone: TinyBackbone) -> None:
+    b = fold2_backbone
+    folder = save_model_folder(tmp_path / "f2", b.unet, b.scheduler, TextConfig(), torch.float32)
+    assert read_fold(folder) == 2
+    loaded = TinyBackbone.from_pretrained(folder, device="cpu")
+    assert (loaded.fold, loaded.latent_channels, loaded.size_multiple) == (2, 12, 8)
+    out = _pipe(loaded)(
+        PROMPTS[0], low_res_scale=0.5, low_res_steps=2, seed=0, height=128, width=128, output_type="pt"
+    )
+    assert out.images.shape == (1, 3, 128, 128) and torch.isfinite(out.images).all()
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "fold": 4}))
+    with pytest.raises(ValueError, match="fold 4"):  # the index and the UNet disagree
+        TinyBackbone.from_pretrained(folder, device="cpu")
 
 
 @torch.no_grad()

@@ -2,10 +2,11 @@
 
 A flow model on losslessly rearranged pixels, no learned autoencoder:
 
-* latents: the RGB image in [-1, 1] with each 4×4 pixel block folded into channels
-  (``pixel_unshuffle``), so a 256² image is a ``(48, 64, 64)`` latent, a 64² one ``(48, 16, 16)``.
-  Folding is exact and free, so decode/encode are a reshape, and the network runs at a quarter of the
-  side.
+* latents: the RGB image in [-1, 1] with each f×f pixel block folded into channels
+  (``pixel_unshuffle``); the shipped model uses f = 4, so a 256² image is a ``(48, 64, 64)`` latent,
+  a 64² one ``(48, 16, 16)``. Folding is exact and free, so decode/encode are a reshape, and the
+  network runs at 1/f of the side. The fold is read back from the UNet's input channels (3f²) and
+  recorded in ``model_index.json``.
 * ``unet``: a small ``diffusers.UNet2DConditionModel`` (three levels; self- and cross-attention at
   the two coarser ones) predicting the clean image x̂0 (:mod:`mrflow.tiny.training` says why); the
   velocity is ``(x_σ − x̂0)/σ``. Conditioned on the all-MiniLM-L6-v2
@@ -41,32 +42,57 @@ PIPELINE_CLASS_NAME = "MrFlowTinyPipeline"
 TEXT_DIM = 384  # all-MiniLM-L6-v2 hidden size
 # what the UNet's output means: the clean image, alone or with EDM's skip (mrflow.tiny.training.predict_sample)
 PREDICTIONS = ("sample", "edm")
-FOLD = 4  # pixels per latent side: 4×4×3 pixel values per latent position
-LATENT_CHANNELS = 3 * FOLD * FOLD
+FOLD = 4  # default pixels per latent side: 4×4×3 pixel values per latent position
+FOLDS = (1, 2, 4, 8)
+DEFAULT_SIZE = 256  # the target side the model is made for
 
 
-def fold(images: torch.Tensor) -> torch.Tensor:
-    """Images ``(B, 3, H, W)`` → latents ``(B, 48, H/4, W/4)`` (exact rearrangement)."""
-    return F.pixel_unshuffle(images, FOLD)
+def check_fold(factor: int) -> int:
+    if factor not in FOLDS:
+        raise ValueError(f"fold must be one of {FOLDS}, got {factor!r}")
+    return factor
 
 
-def unfold(latents: torch.Tensor) -> torch.Tensor:
-    """Latents ``(B, 48, h, w)`` → images ``(B, 3, 4h, 4w)``; the inverse of :func:`fold`."""
-    return F.pixel_shuffle(latents, FOLD)
+def latent_channels(factor: int = FOLD) -> int:
+    """Channels of a folded latent: 3 colours × ``factor``² pixels."""
+    return 3 * check_fold(factor) ** 2
+
+
+def fold_of_channels(channels: int) -> int:
+    """The fold of a UNet with ``channels`` input channels (the inverse of :func:`latent_channels`)."""
+    factor = math.isqrt(channels // 3)
+    if channels % 3 or latent_channels(factor) != channels:
+        raise ValueError(f"{channels} channels are not 3 × a fold² with fold in {FOLDS}")
+    return factor
+
+
+def fold(images: torch.Tensor, factor: int = FOLD) -> torch.Tensor:
+    """Images ``(B, 3, H, W)`` → latents ``(B, 3·f², H/f, W/f)`` (exact rearrangement, f = ``factor``)."""
+    return F.pixel_unshuffle(images, factor)
+
+
+def unfold(latents: torch.Tensor, factor: int = FOLD) -> torch.Tensor:
+    """Latents ``(B, 3·f², h, w)`` → images ``(B, 3, f·h, f·w)``; the inverse of :func:`fold`."""
+    return F.pixel_shuffle(latents, factor)
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """A three-level UNet on folded pixels; ``sample_size`` is the latent side of the default 256² image."""
+    """A UNet on folded pixels: one level per entry of ``block_out_channels`` (each halves the side),
+    self- and cross-attention at the ``attention_levels`` coarsest ones (never at the first level)."""
 
-    sample_size: int = 64
     block_out_channels: tuple[int, ...] = (64, 128, 192)
     layers_per_block: int = 1
     attention_heads: int = 4
+    fold: int = FOLD
+    attention_levels: int = 2
 
     def __post_init__(self) -> None:
         if len(self.block_out_channels) < 2:
             raise ValueError(f"need at least two levels, got {self.block_out_channels!r}")
+        check_fold(self.fold)
+        if self.attention_levels < 1:
+            raise ValueError(f"attention_levels must be >= 1, got {self.attention_levels!r}")
 
 
 def check_prediction(prediction: str) -> str:
@@ -75,9 +101,9 @@ def check_prediction(prediction: str) -> str:
     return prediction
 
 
-def size_multiple(block_out_channels: tuple[int, ...] | list[int]) -> int:
+def size_multiple(block_out_channels: tuple[int, ...] | list[int], factor: int = FOLD) -> int:
     """Image sides must be multiples of this: the fold times one halving per level after the first."""
-    return FOLD * 2 ** (len(block_out_channels) - 1)
+    return factor * 2 ** (len(block_out_channels) - 1)
 
 
 @dataclass(frozen=True)
@@ -104,6 +130,12 @@ class SchedulerConfig:
     base_shift: float = math.log(1.5)
     max_shift: float = math.log(4.5)
 
+    @classmethod
+    def for_fold(cls, factor: int) -> SchedulerConfig:
+        """The same shift per image size for latents folded by ``factor`` (positions scale by (4/f)²)."""
+        scale = (FOLD / check_fold(factor)) ** 2
+        return cls(base_tokens=round(256 * scale), max_tokens=round(4096 * scale))
+
     def shift_for_tokens(self, tokens: int) -> float:
         """The static shift equivalent to the scheduler's dynamic μ at ``tokens`` latent positions."""
         return math.exp(linear_mu(tokens, self.base_tokens, self.max_tokens, self.base_shift, self.max_shift))
@@ -119,12 +151,14 @@ class TinyModelConfig:
 def build_unet(config: UNetConfig) -> UNet2DConditionModel:
     """A freshly initialised UNet conditioned on 384-d MiniLM states and a 384-d pooled vector."""
     levels = len(config.block_out_channels)
+    attention = min(config.attention_levels, levels - 1)
+    plain = levels - attention
     return UNet2DConditionModel(
-        sample_size=config.sample_size,
-        in_channels=LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
-        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
-        up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+        sample_size=DEFAULT_SIZE // config.fold,
+        in_channels=latent_channels(config.fold),
+        out_channels=latent_channels(config.fold),
+        down_block_types=("DownBlock2D",) * plain + ("CrossAttnDownBlock2D",) * attention,
+        up_block_types=("CrossAttnUpBlock2D",) * attention + ("UpBlock2D",) * plain,
         block_out_channels=config.block_out_channels,
         layers_per_block=config.layers_per_block,
         cross_attention_dim=TEXT_DIM,
@@ -174,7 +208,7 @@ def save_model_folder(
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
         "unet": ["diffusers", "UNet2DConditionModel"],
         "prediction": check_prediction(prediction),
-        "fold": FOLD,
+        "fold": fold_of_channels(unet.config.in_channels),
         "text_encoder": asdict(text),
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
@@ -183,12 +217,17 @@ def save_model_folder(
 
 def _read_index(folder: str | Path) -> dict[str, Any]:
     index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
-    if index.get("prediction") not in PREDICTIONS or index.get("fold") != FOLD:
+    if index.get("prediction") not in PREDICTIONS or index.get("fold") not in FOLDS:
         raise ValueError(
-            f"{folder}: expected prediction in {PREDICTIONS} and fold {FOLD}, "
+            f"{folder}: expected prediction in {PREDICTIONS} and fold in {FOLDS}, "
             f"got {index.get('prediction')!r} and {index.get('fold')!r}"
         )
     return index
+
+
+def read_fold(folder: str | Path) -> int:
+    """Pixels per latent side of a model folder (``model_index.json``'s ``fold``)."""
+    return int(_read_index(folder)["fold"])
 
 
 def read_prediction(folder: str | Path) -> str:
