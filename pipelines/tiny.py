@@ -25,12 +25,11 @@ from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 from mrflow.config import backbone_defaults
 from mrflow.pipelines.common import default_dtype, resolve_device, scheduler_sigmas
 from mrflow.tiny.models import (
+    DEFAULT_SIZE,
     check_prediction,
     fold,
     fold_of_channels,
-    read_fold,
-    read_prediction,
-    read_text_config,
+    read_model_index,
     size_multiple,
     unfold,
 )
@@ -61,7 +60,7 @@ class TinyBackbone:
     family = "tiny"
     variant = "tiny"  # steps, guidance and presets from configs/tiny.toml
     uses_negative_prompt = True
-    default_size = 256
+    default_size = DEFAULT_SIZE
 
     def __init__(
         self,
@@ -106,14 +105,15 @@ class TinyBackbone:
         folder = str(source)
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
-        text_encoder = MiniLMEncoder(read_text_config(folder), device=device)
-        if read_fold(folder) != fold_of_channels(unet.config.in_channels):
+        index = read_model_index(folder)
+        if index.fold != fold_of_channels(unet.config.in_channels):
             raise ValueError(
-                f"{folder}: model_index.json says fold {read_fold(folder)}, "
+                f"{folder}: model_index.json says fold {index.fold}, "
                 f"but the UNet takes {unet.config.in_channels} channels"
             )
+        text_encoder = MiniLMEncoder(index.text, device=device)
         logger.info("loaded tiny model from %s (%s, %s)", folder, device, dtype)
-        return cls(unet.to(device), scheduler, text_encoder, source=folder, prediction=read_prediction(folder))
+        return cls(unet.to(device), scheduler, text_encoder, source=folder, prediction=index.prediction)
 
     @property
     def device(self) -> torch.device:

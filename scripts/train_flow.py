@@ -10,8 +10,8 @@ The README gives the two runs that made the shipped weights.
 
 Each step trains at one resolution drawn from ``--size-weights`` with that size's batch; σ is drawn
 from a logit-normal / uniform / refine-range mixture (:class:`mrflow.tiny.training.SigmaSampling`);
-captions are dropped with ``--drop`` for classifier-free guidance. ``--prediction`` and
-``--channels``/``--layers-per-block`` change what the UNet predicts and its size (for experiments;
+captions are dropped with ``--drop`` for classifier-free guidance. ``--prediction``, ``--fold``
+and ``--channels``/``--layers-per-block`` change what the UNet predicts, its pixel fold and its size (for experiments;
 the shipped model uses the defaults). An EMA of the weights is kept
 and exported. Checkpoints (``last.pt``) and ``train.log`` go to ``--out`` (default
 ``~/.cache/mrflow/train/flow``); ``--export`` writes the complete model folder.
@@ -49,7 +49,7 @@ from mrflow.tiny.models import (
     build_unet,
     count_parameters,
     fold,
-    read_prediction,
+    read_model_index,
     save_model_folder,
 )
 from mrflow.tiny.training import (
@@ -133,7 +133,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = build_unet(config.unet)
     if args.init is not None:
-        if (found := read_prediction(args.init)) != args.prediction:
+        if (found := read_model_index(args.init).prediction) != args.prediction:
             raise SystemExit(f"--init {args.init} predicts {found!r}, not --prediction {args.prediction!r}")
         model.load_state_dict(UNet2DConditionModel.from_pretrained(args.init, subfolder="unet").state_dict())
         log.info("initialised from %s", args.init)
@@ -144,8 +144,8 @@ def main() -> None:
     checkpoint = args.out / "last.pt"
     if args.resume and checkpoint.is_file():
         state = load_checkpoint(checkpoint)
-        if state.get("prediction", "sample") != args.prediction:
-            raise SystemExit(f"{checkpoint} was trained with --prediction {state.get('prediction', 'sample')!r}")
+        if (trained := state.get("prediction", "sample")) != args.prediction:
+            raise SystemExit(f"{checkpoint} was trained with --prediction {trained!r}")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])

@@ -22,9 +22,7 @@ from mrflow.tiny.models import (
     fold,
     fold_of_channels,
     latent_channels,
-    read_fold,
-    read_prediction,
-    read_text_config,
+    read_model_index,
     save_model_folder,
     unfold,
 )
@@ -172,7 +170,7 @@ def test_model_folder_round_trip(tmp_path, small_backbone: TinyBackbone) -> None
     for dtype in (torch.float32, torch.float16):
         folder = tmp_path / str(dtype)
         save_model_folder(folder, b.unet, b.scheduler, TextConfig(), dtype=dtype)
-        assert read_text_config(folder) == TextConfig()
+        assert read_model_index(folder).text == TextConfig()
         loaded = TinyBackbone.from_pretrained(folder, device="cpu")
         assert loaded.dtype == torch.float32 and b.dtype == torch.float32  # stored fp16 still runs in fp32
         got = loaded.velocity(latents, 0.5, text, 1.0)
@@ -188,12 +186,10 @@ def test_model_folder_round_trip(tmp_path, small_backbone: TinyBackbone) -> None
 def test_fold2_model_folder_round_trip(tmp_path, fold2_backbone: TinyBackbone) -> None:
     b = fold2_backbone
     folder = save_model_folder(tmp_path / "f2", b.unet, b.scheduler, TextConfig(), torch.float32)
-    assert read_fold(folder) == 2
+    assert read_model_index(folder).fold == 2
     loaded = TinyBackbone.from_pretrained(folder, device="cpu")
     assert (loaded.fold, loaded.latent_channels, loaded.size_multiple) == (2, 12, 8)
-    out = _pipe(loaded)(
-        PROMPTS[0], low_res_scale=0.5, low_res_steps=2, seed=0, height=128, width=128, output_type="pt"
-    )
+    out = _pipe(loaded)(PROMPTS[0], low_res_scale=0.5, low_res_steps=2, seed=0, height=128, width=128, output_type="pt")
     assert out.images.shape == (1, 3, 128, 128) and torch.isfinite(out.images).all()
     index = json.loads((folder / "model_index.json").read_text())
     (folder / "model_index.json").write_text(json.dumps({**index, "fold": 4}))
@@ -206,8 +202,9 @@ def test_edm_prediction_round_trips_and_is_used(tmp_path, small_backbone: TinyBa
     b = small_backbone
     folder = save_model_folder(tmp_path / "edm", b.unet, b.scheduler, TextConfig(), torch.float32, prediction="edm")
     assert (
-        read_prediction(folder) == "edm"
-        and read_prediction(save_model_folder(tmp_path / "s", b.unet, b.scheduler, TextConfig())) == "sample"
+        read_model_index(folder).prediction == "edm"
+        and read_model_index(save_model_folder(tmp_path / "s", b.unet, b.scheduler, TextConfig())).prediction
+        == "sample"
     )
     loaded = TinyBackbone.from_pretrained(folder, device="cpu")
     assert loaded.prediction == "edm"
@@ -223,12 +220,17 @@ def test_edm_prediction_round_trips_and_is_used(tmp_path, small_backbone: TinyBa
         save_model_folder(tmp_path / "bad", b.unet, b.scheduler, TextConfig(), prediction="epsilon")
 
 
+def _gaussian_path(
+    count: int, sigmas: tuple[float, ...], gen: torch.Generator
+) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
+    """``(σ, x_σ, x0)`` on the rectified-flow path for Gaussian data of std σ_d, one draw for all σ."""
+    x0 = torch.randn(count, generator=gen) * SIGMA_DATA
+    noise = torch.randn(count, generator=gen)
+    return [(sigma, (1 - sigma) * x0 + sigma * noise, x0) for sigma in sigmas]
+
+
 def test_edm_skip_is_the_linear_estimate_with_unit_variance_target() -> None:
-    gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn(400_000, generator=gen) * SIGMA_DATA
-    noise = torch.randn(400_000, generator=gen)
-    for sigma in (0.02, 0.3, 0.7, 0.98):
-        noisy = (1 - sigma) * x0 + sigma * noise
+    for sigma, noisy, x0 in _gaussian_path(400_000, (0.02, 0.3, 0.7, 0.98), torch.Generator().manual_seed(0)):
         c_skip, c_out = skip_scales(torch.tensor(sigma))
         residual = x0 - c_skip * noisy
         # the best linear estimate: its error is uncorrelated with the input (closed form vs. sample)
@@ -309,10 +311,7 @@ def test_sigma_shift_moves_the_median_and_spares_the_refine_range() -> None:
 
 def test_input_scale_gives_unit_variance_and_loss_is_the_velocity_error() -> None:
     gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn(200_000, generator=gen) * SIGMA_DATA
-    noise = torch.randn(200_000, generator=gen)
-    for sigma in (0.05, 0.3, 0.7, 0.95):
-        noisy = (1 - sigma) * x0 + sigma * noise
+    for sigma, noisy, _ in _gaussian_path(200_000, (0.05, 0.3, 0.7, 0.95), gen):
         assert (input_scale(torch.tensor(sigma)) * noisy).std().item() == pytest.approx(1.0, abs=0.01)
     # the loss is ‖v̂ − (ε − x0)‖² for σ above the floor: compare with the velocity written out
     model = build_unet(SMALL_UNET)

@@ -134,7 +134,8 @@ class SchedulerConfig:
     def for_fold(cls, factor: int) -> SchedulerConfig:
         """The same shift per image size for latents folded by ``factor`` (positions scale by (4/f)²)."""
         scale = (FOLD / check_fold(factor)) ** 2
-        return cls(base_tokens=round(256 * scale), max_tokens=round(4096 * scale))
+        default = cls()
+        return cls(base_tokens=round(default.base_tokens * scale), max_tokens=round(default.max_tokens * scale))
 
     def shift_for_tokens(self, tokens: int) -> float:
         """The static shift equivalent to the scheduler's dynamic μ at ``tokens`` latent positions."""
@@ -215,29 +216,24 @@ def save_model_folder(
     return folder
 
 
-def _read_index(folder: str | Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ModelIndex:
+    """What a model folder's ``model_index.json`` records besides the component classes."""
+
+    text: TextConfig
+    prediction: str  # :func:`mrflow.tiny.training.predict_sample`
+    fold: int  # pixels per latent side
+
+
+def read_model_index(folder: str | Path) -> ModelIndex:
+    """Read and check a model folder's ``model_index.json`` once."""
     index = json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
     if index.get("prediction") not in PREDICTIONS or index.get("fold") not in FOLDS:
         raise ValueError(
             f"{folder}: expected prediction in {PREDICTIONS} and fold in {FOLDS}, "
             f"got {index.get('prediction')!r} and {index.get('fold')!r}"
         )
-    return index
-
-
-def read_fold(folder: str | Path) -> int:
-    """Pixels per latent side of a model folder (``model_index.json``'s ``fold``)."""
-    return int(_read_index(folder)["fold"])
-
-
-def read_prediction(folder: str | Path) -> str:
-    """What the UNet of a model folder predicts (:func:`mrflow.tiny.training.predict_sample`)."""
-    return str(_read_index(folder)["prediction"])
-
-
-def read_text_config(folder: str | Path) -> TextConfig:
-    """The text settings recorded in a model folder's ``model_index.json``."""
-    data = _read_index(folder).get("text_encoder")
+    data = index.get("text_encoder")
     if not isinstance(data, dict):
         raise ValueError(f"{folder}: model_index.json has no text_encoder settings")
-    return TextConfig(**data)
+    return ModelIndex(text=TextConfig(**data), prediction=str(index["prediction"]), fold=int(index["fold"]))

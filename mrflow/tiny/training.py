@@ -112,8 +112,8 @@ def skip_scales(sigmas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the skip passes the input through and F only adds a correction of size σ; near σ = 1 it vanishes
     and F predicts the image.
     """
-    variance = ((1 - sigmas) * SIGMA_DATA) ** 2 + sigmas**2
-    return (1 - sigmas) * SIGMA_DATA**2 / variance, sigmas * SIGMA_DATA * variance.rsqrt()
+    c_in = input_scale(sigmas)  # 1/√v
+    return (1 - sigmas) * SIGMA_DATA**2 * c_in**2, sigmas * SIGMA_DATA * c_in
 
 
 def predict_sample(
