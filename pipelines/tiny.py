@@ -5,7 +5,8 @@ each f×f block folded into channels, ``(B, 3f², H/f, W/f)`` (f = 4 for the shi
 the UNet's input channels; ``vae_scale_factor`` f; decode and
 encode are exact reshapes). A small ``UNet2DConditionModel`` predicts the clean image x̂0 at
 timestep σ·1000 (alone, or as a correction to EDM's skip of the input when ``model_index.json``
-says ``"prediction": "edm"``) and the velocity is ``(x_σ − x̂0)/σ``; sides are multiples of 16 and at least 64.
+says ``"prediction": "edm"``, the skip sized by its ``skip_data_std``) and the velocity is
+``(x_σ − x̂0)/σ``; sides are multiples of 16 and at least 64.
 Text from frozen all-MiniLM-L6-v2 (token states for cross-attention, the mean-pooled vector added
 to the timestep embedding) loaded from its wheel; true classifier-free guidance against the empty
 caption (or a negative prompt); the scheduler's default grid with a shift that grows with the
@@ -26,7 +27,9 @@ from mrflow.config import backbone_defaults
 from mrflow.pipelines.common import default_dtype, resolve_device, scheduler_sigmas
 from mrflow.tiny.models import (
     DEFAULT_SIZE,
+    SIGMA_DATA,
     check_prediction,
+    check_skip_std,
     fold,
     fold_of_channels,
     read_model_index,
@@ -55,6 +58,7 @@ class TinyBackbone:
         text_encoder: the frozen MiniLM encoder.
         source: where the weights came from, for reports.
         prediction: what the UNet predicts (``model_index.json``'s ``prediction``).
+        skip_std: the data std an ``"edm"`` prediction's skip is sized for (``skip_data_std``).
     """
 
     family = "tiny"
@@ -69,9 +73,11 @@ class TinyBackbone:
         text_encoder: MiniLMEncoder,
         source: str = "",
         prediction: str = "sample",
+        skip_std: float = SIGMA_DATA,
     ) -> None:
         self.unet = unet.eval()
         self.prediction = check_prediction(prediction)
+        self.skip_std = check_skip_std(skip_std)
         self.scheduler = scheduler
         self.text_encoder = text_encoder
         self.source = source
@@ -113,7 +119,14 @@ class TinyBackbone:
             )
         text_encoder = MiniLMEncoder(index.text, device=device)
         logger.info("loaded tiny model from %s (%s, %s)", folder, device, dtype)
-        return cls(unet.to(device), scheduler, text_encoder, source=folder, prediction=index.prediction)
+        return cls(
+            unet.to(device),
+            scheduler,
+            text_encoder,
+            source=folder,
+            prediction=index.prediction,
+            skip_std=index.skip_std,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -162,7 +175,7 @@ class TinyBackbone:
             x = torch.cat([x, x])
             text = TextEmbeddings.cat([embeddings.uncond, text])  # type: ignore[list-item]
         sigmas = torch.full((x.shape[0],), sigma, device=self.device, dtype=torch.float32)
-        sample = predict_sample(self.unet, x, sigmas, text, self.prediction).to(torch.float32)
+        sample = predict_sample(self.unet, x, sigmas, text, self.prediction, self.skip_std).to(torch.float32)
         out = (x.to(torch.float32) - sample) / sigma
         if cfg:
             uncond, cond = out.chunk(2)

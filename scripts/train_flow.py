@@ -42,11 +42,13 @@ from mrflow.tiny.models import (
     FOLD,
     FOLDS,
     PREDICTIONS,
+    SIGMA_DATA,
     SchedulerConfig,
     TinyModelConfig,
     UNetConfig,
     build_scheduler,
     build_unet,
+    check_skip_std,
     count_parameters,
     fold,
     read_model_index,
@@ -100,6 +102,13 @@ def parse_args() -> argparse.Namespace:
         help="the UNet predicts the clean image (sample) or a correction to EDM's skip of the input (edm)",
     )
     parser.add_argument(
+        "--skip-std",
+        type=float,
+        default=SIGMA_DATA,
+        help=f"with --prediction edm: the data std the skip is sized for (default {SIGMA_DATA}, EDM's; "
+        "smaller passes less noise through at mid σ)",
+    )
+    parser.add_argument(
         "--channels", type=int, nargs="+", default=None, help="UNet block_out_channels (default: UNetConfig's)"
     )
     parser.add_argument("--layers-per-block", type=int, default=None, help="default: UNetConfig's")
@@ -116,6 +125,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.prediction != "edm" and args.skip_std != SIGMA_DATA:
+        raise SystemExit("--skip-std only applies to --prediction edm")
+    try:
+        check_skip_std(args.skip_std)
+    except ValueError as error:
+        raise SystemExit(f"--skip-std: {error}") from None
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -133,8 +148,12 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = build_unet(config.unet)
     if args.init is not None:
-        if (found := read_model_index(args.init).prediction) != args.prediction:
-            raise SystemExit(f"--init {args.init} predicts {found!r}, not --prediction {args.prediction!r}")
+        index = read_model_index(args.init)
+        if (index.prediction, index.skip_std) != (args.prediction, args.skip_std):
+            raise SystemExit(
+                f"--init {args.init} predicts {index.prediction!r} with skip std {index.skip_std}, "
+                f"not --prediction {args.prediction!r} --skip-std {args.skip_std}"
+            )
         model.load_state_dict(UNet2DConditionModel.from_pretrained(args.init, subfolder="unet").state_dict())
         log.info("initialised from %s", args.init)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -144,8 +163,9 @@ def main() -> None:
     checkpoint = args.out / "last.pt"
     if args.resume and checkpoint.is_file():
         state = load_checkpoint(checkpoint)
-        if (trained := state.get("prediction", "sample")) != args.prediction:
-            raise SystemExit(f"{checkpoint} was trained with --prediction {trained!r}")
+        trained = (state.get("prediction", "sample"), state.get("skip_std", SIGMA_DATA))
+        if trained != (args.prediction, args.skip_std):
+            raise SystemExit(f"{checkpoint} was trained with --prediction {trained[0]!r} --skip-std {trained[1]}")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -158,9 +178,11 @@ def main() -> None:
     shifts = {size: config.scheduler.shift_for_tokens((size // args.fold) ** 2) for size in SIZES}
     size_weights = torch.tensor(args.size_weights)
     log.info(
-        "UNet %.3f M params, predicts %s; %d steps; sizes %s weights %s batches %s; σ shifts %s; lr %g %s; %s",
+        "UNet %.3f M params, predicts %s (skip std %g); %d steps; sizes %s weights %s batches %s; "
+        "σ shifts %s; lr %g %s; %s",
         count_parameters(model) / 1e6,
         args.prediction,
+        args.skip_std,
         args.steps,
         SIZES,
         args.size_weights,
@@ -185,7 +207,7 @@ def main() -> None:
             sigmas = sample_sigmas(batch, sampling, generator, shifts[size])
             conditioning = drop_captions(text[index], null, args.drop, generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-                loss = flow_loss(model, x0, conditioning, sigmas, noise, args.prediction)
+                loss = flow_loss(model, x0, conditioning, sigmas, noise, args.prediction, args.skip_std)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -215,11 +237,19 @@ def main() -> None:
                     "step": step,
                     "seconds": time.time() - start,
                     "prediction": args.prediction,
+                    "skip_std": args.skip_std,
                 }
                 save_checkpoint(checkpoint, state)
     log.info("trained %d steps, %.0f s in all", step, time.time() - start)
     if args.export is not None:
-        save_model_folder(args.export, ema, build_scheduler(config.scheduler), config.text, prediction=args.prediction)
+        save_model_folder(
+            args.export,
+            ema,
+            build_scheduler(config.scheduler),
+            config.text,
+            prediction=args.prediction,
+            skip_std=args.skip_std,
+        )
         log.info("exported EMA weights to %s", args.export)
 
 

@@ -198,26 +198,35 @@ def test_fold2_model_folder_round_trip(tmp_path, fold2_backbone: TinyBackbone) -
 
 
 @torch.no_grad()
-def test_edm_prediction_round_trips_and_is_used(tmp_path, small_backbone: TinyBackbone) -> None:
+@pytest.mark.parametrize("skip_std", [SIGMA_DATA, 0.12])
+def test_edm_prediction_round_trips_and_is_used(tmp_path, small_backbone: TinyBackbone, skip_std: float) -> None:
     b = small_backbone
-    folder = save_model_folder(tmp_path / "edm", b.unet, b.scheduler, TextConfig(), torch.float32, prediction="edm")
-    assert (
-        read_model_index(folder).prediction == "edm"
-        and read_model_index(save_model_folder(tmp_path / "s", b.unet, b.scheduler, TextConfig())).prediction
-        == "sample"
+    folder = save_model_folder(
+        tmp_path / "edm", b.unet, b.scheduler, TextConfig(), torch.float32, prediction="edm", skip_std=skip_std
     )
+    index = read_model_index(folder)
+    assert (index.prediction, index.skip_std) == ("edm", skip_std)
+    plain = save_model_folder(tmp_path / "s", b.unet, b.scheduler, TextConfig())
+    assert read_model_index(plain).prediction == "sample"
+    assert "skip_data_std" not in json.loads((plain / "model_index.json").read_text())  # nothing to size
     loaded = TinyBackbone.from_pretrained(folder, device="cpu")
-    assert loaded.prediction == "edm"
+    assert (loaded.prediction, loaded.skip_std) == ("edm", skip_std)
     latents = torch.randn(1, 48, 16, 16, generator=torch.Generator().manual_seed(0))
     text = b.encode_prompt(["a red disc"], None, 1, 1.0)
     sigma = 0.3
     sample = b.velocity(latents, sigma, text, 1.0) * -sigma + latents  # x̂0 of the "sample" model
-    c_skip, c_out = skip_scales(torch.tensor(sigma))
-    expected = c_skip * latents + c_out * sample / SIGMA_DATA  # the same F under EDM's skip
+    c_skip, c_out = skip_scales(torch.tensor(sigma), skip_std)
+    expected = c_skip * latents + c_out * sample / SIGMA_DATA  # the same F under this skip
     got = latents - sigma * loaded.velocity(latents, sigma, text, 1.0)
     assert torch.allclose(got, expected, atol=1e-4)
     with pytest.raises(ValueError, match="prediction"):
         save_model_folder(tmp_path / "bad", b.unet, b.scheduler, TextConfig(), prediction="epsilon")
+    with pytest.raises(ValueError, match="skip_std"):
+        save_model_folder(tmp_path / "bad", b.unet, b.scheduler, TextConfig(), prediction="edm", skip_std=0.0)
+    written = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**written, "skip_data_std": "wide"}))
+    with pytest.raises(ValueError, match="skip_data_std.*'wide'"):
+        TinyBackbone.from_pretrained(folder, device="cpu")
 
 
 def _gaussian_path(
@@ -236,9 +245,27 @@ def test_edm_skip_is_the_linear_estimate_with_unit_variance_target() -> None:
         # the best linear estimate: its error is uncorrelated with the input (closed form vs. sample)
         assert (residual * noisy).mean().item() == pytest.approx(0.0, abs=3e-3)
         assert (residual / c_out).std().item() == pytest.approx(1.0, abs=0.01)
+        # EDM's closed form of c_out: σσ_d/√((1 − σ)²σ_d² + σ²)
+        edm_out = sigma * SIGMA_DATA / math.sqrt((1 - sigma) ** 2 * SIGMA_DATA**2 + sigma**2)
+        assert c_out.item() == pytest.approx(edm_out, rel=1e-5)
     c_skip, c_out = skip_scales(torch.tensor([1e-4, 1 - 1e-4]))
     assert c_skip[0].item() == pytest.approx(1.0, abs=1e-3) and c_out[0].item() == pytest.approx(0.0, abs=1e-3)
     assert c_skip[1].item() == pytest.approx(0.0, abs=1e-3) and c_out[1].item() == pytest.approx(SIGMA_DATA, abs=1e-3)
+
+
+def test_narrow_skip_keeps_a_unit_variance_target_and_passes_less_noise() -> None:
+    draws = _gaussian_path(400_000, (0.02, 0.1, 0.3, 0.7), torch.Generator().manual_seed(1))
+    for sigma, noisy, x0 in draws:
+        c_skip, c_out = skip_scales(torch.tensor(sigma), 0.12)
+        # c_out is the std of what the skip leaves of data with std σ_d, whatever the skip is sized for
+        assert ((x0 - c_skip * noisy) / c_out).std().item() == pytest.approx(1.0, abs=0.01)
+        wide, _ = skip_scales(torch.tensor(sigma), SIGMA_DATA)
+        assert c_skip < wide  # less of the input, so less of its noise σ·c_skip·ε, is passed on
+    # it still passes the input through where σ is small next to its width, and not where σ is large
+    assert skip_scales(torch.tensor(0.02), 0.12)[0].item() > 0.95
+    assert skip_scales(torch.tensor(0.4), 0.12)[0].item() < 0.1
+    with pytest.raises(ValueError, match="skip_std"):
+        skip_scales(torch.tensor(0.3), -0.1)
 
 
 @pytest.mark.parametrize(

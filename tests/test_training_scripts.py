@@ -64,17 +64,23 @@ def test_train_from_a_model_folder_then_resume_and_export(data: Path, tmp_path: 
 def test_architecture_and_prediction_options(data: Path, tmp_path: Path) -> None:
     out, export = tmp_path / "run", tmp_path / "export"
     common = ("--data", data, "--out", out, "--batch", "2", "2", "1", "--threads", "1", "--size-weights", "1", "0", "0")
-    arch = ("--channels", "32", "32", "--layers-per-block", "1", "--fold", "2", "--prediction", "edm")
+    arch = ("--channels", "32", "32", "--layers-per-block", "1", "--fold", "2")
+    arch += ("--prediction", "edm", "--skip-std", "0.12")
     result = _script("train_flow.py", *common, *arch, "--steps", "1", "--export", export)
     assert result.returncode == 0, result.stderr[-2000:]
     unet = json.loads((export / "unet" / "config.json").read_text())
     assert unet["block_out_channels"] == [32, 32] and unet["layers_per_block"] == 1 and unet["in_channels"] == 12
     index = json.loads((export / "model_index.json").read_text())
-    assert (index["prediction"], index["fold"]) == ("edm", 2)
+    assert (index["prediction"], index["fold"], index["skip_data_std"]) == ("edm", 2, 0.12)
     scheduler = json.loads((export / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["base_image_seq_len"] == 1024  # 64² in 2×2 folds: the shift per image size is kept
     # a checkpoint or a model folder trained for the other prediction is refused, not silently mixed
     resumed = _script("train_flow.py", *common, "--channels", "32", "32", "--fold", "2", "--steps", "2", "--resume")
-    assert resumed.returncode != 0 and "--prediction 'edm'" in resumed.stderr
+    assert resumed.returncode != 0 and "--prediction 'edm' --skip-std 0.12" in resumed.stderr
+    wider = _script("train_flow.py", *common, *arch[:-1], "0.6", "--steps", "2", "--resume")
+    assert wider.returncode != 0 and "--skip-std 0.12" in wider.stderr  # nor one sized for another skip
+    for bad in (("--skip-std", "0.12"), ("--prediction", "edm", "--skip-std", "0")):
+        refused = _script("train_flow.py", *common, *bad, "--steps", "1")
+        assert refused.returncode != 0 and "--skip-std" in refused.stderr
     init = _script("train_flow.py", *common, "--steps", "1", "--init", weights_dir(), "--prediction", "edm")
     assert init.returncode != 0 and "predicts 'sample'" in init.stderr

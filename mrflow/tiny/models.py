@@ -45,6 +45,7 @@ PREDICTIONS = ("sample", "edm")
 FOLD = 4  # default pixels per latent side: 4×4×3 pixel values per latent position
 FOLDS = (1, 2, 4, 8)
 DEFAULT_SIZE = 256  # the target side the model is made for
+SIGMA_DATA = 0.6  # standard deviation of the training pixels in [-1, 1] (measured: 0.59)
 
 
 def check_fold(factor: int) -> int:
@@ -99,6 +100,14 @@ def check_prediction(prediction: str) -> str:
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     return prediction
+
+
+def check_skip_std(skip_std: float) -> float:
+    """The data std that sizes EDM's skip (:func:`mrflow.tiny.training.skip_scales`): finite, > 0."""
+    number = isinstance(skip_std, (int, float)) and not isinstance(skip_std, bool)
+    if not (number and math.isfinite(skip_std) and skip_std > 0):
+        raise ValueError(f"skip_std must be a finite number > 0, got {skip_std!r}")
+    return float(skip_std)
 
 
 def size_multiple(block_out_channels: tuple[int, ...] | list[int], factor: int = FOLD) -> int:
@@ -191,11 +200,13 @@ def save_model_folder(
     text: TextConfig,
     dtype: torch.dtype = torch.float16,
     prediction: str = "sample",
+    skip_std: float = SIGMA_DATA,
 ) -> Path:
     """Write a diffusers-style folder: ``model_index.json`` + ``unet/``, ``scheduler/``.
 
     The UNet is stored in ``dtype`` (fp16 by default: half the size; loading casts back). The text
-    encoder is not copied: ``model_index.json`` names the package that provides it.
+    encoder is not copied: ``model_index.json`` names the package that provides it. ``prediction``
+    and, for ``"edm"``, the ``skip_std`` its skip was sized for are recorded so inference matches.
     """
     import diffusers
 
@@ -209,6 +220,7 @@ def save_model_folder(
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
         "unet": ["diffusers", "UNet2DConditionModel"],
         "prediction": check_prediction(prediction),
+        **({"skip_data_std": check_skip_std(skip_std)} if prediction == "edm" else {}),
         "fold": fold_of_channels(unet.config.in_channels),
         "text_encoder": asdict(text),
     }
@@ -223,6 +235,7 @@ class ModelIndex:
     text: TextConfig
     prediction: str  # :func:`mrflow.tiny.training.predict_sample`
     fold: int  # pixels per latent side
+    skip_std: float = SIGMA_DATA  # sizes the skip of an "edm" prediction (:func:`mrflow.tiny.training.skip_scales`)
 
 
 def read_model_index(folder: str | Path) -> ModelIndex:
@@ -236,4 +249,10 @@ def read_model_index(folder: str | Path) -> ModelIndex:
     data = index.get("text_encoder")
     if not isinstance(data, dict):
         raise ValueError(f"{folder}: model_index.json has no text_encoder settings")
-    return ModelIndex(text=TextConfig(**data), prediction=str(index["prediction"]), fold=int(index["fold"]))
+    try:
+        skip_std = check_skip_std(index.get("skip_data_std", SIGMA_DATA))
+    except ValueError as error:
+        raise ValueError(f"{folder}: model_index.json's skip_data_std: {error}") from None
+    return ModelIndex(
+        text=TextConfig(**data), prediction=str(index["prediction"]), fold=int(index["fold"]), skip_std=skip_std
+    )
