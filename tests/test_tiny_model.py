@@ -30,6 +30,7 @@ from mrflow.tiny.text import MiniLMEncoder, TextEmbeddings
 from mrflow.tiny.training import (
     SIGMA_DATA,
     SigmaSampling,
+    denoising_error,
     drop_captions,
     flow_loss,
     input_scale,
@@ -266,6 +267,30 @@ def test_narrow_skip_keeps_a_unit_variance_target_and_passes_less_noise() -> Non
     assert skip_scales(torch.tensor(0.4), 0.12)[0].item() < 0.1
     with pytest.raises(ValueError, match="skip_std"):
         skip_scales(torch.tensor(0.3), -0.1)
+
+
+@torch.no_grad()
+def test_denoising_error_matches_closed_forms_for_a_silent_network() -> None:
+    torch.manual_seed(0)
+    unet = build_unet(SMALL_UNET)
+    unet.conv_out.weight.zero_()
+    unet.conv_out.bias.zero_()  # F ≡ 0: "sample" predicts x̂0 = 0, "edm" keeps only the skip
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(4, 48, 32, 32, generator=gen) * SIGMA_DATA
+    text = TextEmbeddings(torch.randn(4, 24, 384, generator=gen), torch.randn(4, 384, generator=gen))
+    sigmas = (0.05, 0.5)
+    plain = denoising_error(unet, latents, text, sigmas, torch.Generator().manual_seed(1))
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1))  # the same draw
+    for sigma, (error, given) in zip(sigmas, plain, strict=True):
+        assert error == pytest.approx(latents.pow(2).mean().item(), rel=1e-5)
+        assert given == pytest.approx((sigma * (noise - latents)).pow(2).mean().item(), rel=1e-5)
+    for skip_std in (SIGMA_DATA, 0.12):
+        edm = denoising_error(unet, latents, text, sigmas, torch.Generator().manual_seed(1), "edm", skip_std)
+        for sigma, (error, _) in zip(sigmas, edm, strict=True):
+            # what the skip leaves of Gaussian data of std σ_d has variance c_out²
+            assert error == pytest.approx(skip_scales(torch.tensor(sigma), skip_std)[1].item() ** 2, rel=0.02)
+    with pytest.raises(ValueError, match="sigmas"):
+        denoising_error(unet, latents, text, (0.0,), gen)
 
 
 @pytest.mark.parametrize(

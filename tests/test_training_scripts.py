@@ -84,3 +84,16 @@ def test_architecture_and_prediction_options(data: Path, tmp_path: Path) -> None
         assert refused.returncode != 0 and "--skip-std" in refused.stderr
     init = _script("train_flow.py", *common, "--steps", "1", "--init", weights_dir(), "--prediction", "edm")
     assert init.returncode != 0 and "predicts 'sample'" in init.stderr
+
+
+def test_denoise_error_table_of_the_shipped_model() -> None:
+    result = _script("denoise_error.py", weights_dir(), "--count", "2", "--sigmas", "0.02", "0.7", "--threads", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {
+        line.split("|")[1].strip(): [float(v) for v in line.strip("| \n").split("|")[1:]]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and "σ =" not in line
+    }
+    given, shipped = rows["noisy input"], rows[str(weights_dir())]
+    assert given[0] == pytest.approx(0.0004 * 1.4, rel=0.5)  # σ²·E[(ε − x0)²], E ≈ 1 + σ_d²
+    assert shipped[1] < given[1] / 10  # a trained model removes most of heavy noise
