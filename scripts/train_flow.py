@@ -98,15 +98,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--prediction",
         choices=PREDICTIONS,
-        default="sample",
-        help="the UNet predicts the clean image (sample) or a correction to EDM's skip of the input (edm)",
+        default=None,
+        help="the UNet predicts the clean image (sample) or a correction to EDM's skip of the input (edm); "
+        "default: that of --init or the resumed checkpoint, else sample",
     )
     parser.add_argument(
         "--skip-std",
         type=float,
-        default=SIGMA_DATA,
-        help=f"with --prediction edm: the data std the skip is sized for (default {SIGMA_DATA}, EDM's; "
-        "smaller passes less noise through at mid σ)",
+        default=None,
+        help="with --prediction edm: the data std the skip is sized for (smaller passes less noise through "
+        f"at mid σ); default: that of --init or the resumed checkpoint, else {SIGMA_DATA} (EDM's)",
     )
     parser.add_argument(
         "--channels", type=int, nargs="+", default=None, help="UNet block_out_channels (default: UNetConfig's)"
@@ -123,14 +124,27 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def settle_prediction(args: argparse.Namespace, found: tuple[str, float], source: str) -> None:
+    """Take ``--prediction``/``--skip-std`` from a model folder or checkpoint where they were not
+    given; refuse to train a network on a prediction other than the one it was trained for."""
+    if args.prediction is None:
+        args.prediction = found[0]
+    if args.skip_std is None:
+        args.skip_std = found[1]
+    if (args.prediction, args.skip_std) != found:
+        raise SystemExit(
+            f"{source} was trained with --prediction {found[0]!r} --skip-std {found[1]:g}, "
+            f"not --prediction {args.prediction!r} --skip-std {args.skip_std:g}"
+        )
+
+
 def main() -> None:
     args = parse_args()
-    if args.prediction != "edm" and args.skip_std != SIGMA_DATA:
-        raise SystemExit("--skip-std only applies to --prediction edm")
-    try:
-        check_skip_std(args.skip_std)
-    except ValueError as error:
-        raise SystemExit(f"--skip-std: {error}") from None
+    if args.skip_std is not None:
+        try:
+            check_skip_std(args.skip_std)
+        except ValueError as error:
+            raise SystemExit(f"--skip-std: {error}") from None
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -149,11 +163,7 @@ def main() -> None:
     model = build_unet(config.unet)
     if args.init is not None:
         index = read_model_index(args.init)
-        if (index.prediction, index.skip_std) != (args.prediction, args.skip_std):
-            raise SystemExit(
-                f"--init {args.init} predicts {index.prediction!r} with skip std {index.skip_std}, "
-                f"not --prediction {args.prediction!r} --skip-std {args.skip_std}"
-            )
+        settle_prediction(args, (index.prediction, index.skip_std), f"--init {args.init}")
         model.load_state_dict(UNet2DConditionModel.from_pretrained(args.init, subfolder="unet").state_dict())
         log.info("initialised from %s", args.init)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -163,15 +173,18 @@ def main() -> None:
     checkpoint = args.out / "last.pt"
     if args.resume and checkpoint.is_file():
         state = load_checkpoint(checkpoint)
-        trained = (state.get("prediction", "sample"), state.get("skip_std", SIGMA_DATA))
-        if trained != (args.prediction, args.skip_std):
-            raise SystemExit(f"{checkpoint} was trained with --prediction {trained[0]!r} --skip-std {trained[1]}")
+        trained = (str(state.get("prediction", "sample")), float(state.get("skip_std", SIGMA_DATA)))
+        settle_prediction(args, trained, str(checkpoint))
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         step, seconds = int(state["step"]), float(state["seconds"])
         log.info("resumed from %s at step %d (%.0f s trained)", checkpoint, step, seconds)
+    args.prediction = args.prediction or "sample"
+    args.skip_std = args.skip_std or SIGMA_DATA
+    if args.prediction != "edm" and args.skip_std != SIGMA_DATA:
+        raise SystemExit("--skip-std only applies to --prediction edm")
     images = {size: load_images(args.data, size) for size in SIZES}
     text, null = load_caption_cache(args.data)
     sampling = SigmaSampling()

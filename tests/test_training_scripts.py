@@ -74,16 +74,19 @@ def test_architecture_and_prediction_options(data: Path, tmp_path: Path) -> None
     assert (index["prediction"], index["fold"], index["skip_data_std"]) == ("edm", 2, 0.12)
     scheduler = json.loads((export / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["base_image_seq_len"] == 1024  # 64² in 2×2 folds: the shift per image size is kept
-    # a checkpoint or a model folder trained for the other prediction is refused, not silently mixed
-    resumed = _script("train_flow.py", *common, "--channels", "32", "32", "--fold", "2", "--steps", "2", "--resume")
-    assert resumed.returncode != 0 and "--prediction 'edm' --skip-std 0.12" in resumed.stderr
-    wider = _script("train_flow.py", *common, *arch[:-1], "0.6", "--steps", "2", "--resume")
-    assert wider.returncode != 0 and "--skip-std 0.12" in wider.stderr  # nor one sized for another skip
+    # a checkpoint or a model folder trained for another prediction is refused, not silently mixed
+    for other in (("--prediction", "sample"), ("--skip-std", "0.6")):
+        resumed = _script("train_flow.py", *common, *arch[:7], *other, "--steps", "2", "--resume")
+        assert resumed.returncode != 0 and "trained with --prediction 'edm' --skip-std 0.12" in resumed.stderr
+    init = _script("train_flow.py", *common, "--steps", "1", "--init", weights_dir(), "--prediction", "edm")
+    assert init.returncode != 0 and "trained with --prediction 'sample'" in init.stderr
     for bad in (("--skip-std", "0.12"), ("--prediction", "edm", "--skip-std", "0")):
         refused = _script("train_flow.py", *common, *bad, "--steps", "1")
         assert refused.returncode != 0 and "--skip-std" in refused.stderr
-    init = _script("train_flow.py", *common, "--steps", "1", "--init", weights_dir(), "--prediction", "edm")
-    assert init.returncode != 0 and "predicts 'sample'" in init.stderr
+    # without the options, a resumed run keeps the prediction it was trained with
+    resumed = _script("train_flow.py", *common, *arch[:7], "--steps", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "predicts edm (skip std 0.12)" in (out / "train.log").read_text(encoding="utf-8")
 
 
 def test_denoise_error_table_of_the_shipped_model() -> None:
