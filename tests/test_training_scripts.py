@@ -12,6 +12,7 @@ from diffusers import UNet2DConditionModel
 
 from mrflow.tiny import weights_dir
 from mrflow.tiny.data import load_captions, load_checkpoint, load_images
+from mrflow.tiny.models import read_model_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,8 +79,10 @@ def test_architecture_and_prediction_options(data: Path, tmp_path: Path) -> None
     for other in (("--prediction", "sample"), ("--skip-std", "0.6")):
         resumed = _script("train_flow.py", *common, *arch[:7], *other, "--steps", "2", "--resume")
         assert resumed.returncode != 0 and "trained with --prediction 'edm' --skip-std 0.12" in resumed.stderr
-    init = _script("train_flow.py", *common, "--steps", "1", "--init", weights_dir(), "--prediction", "edm")
-    assert init.returncode != 0 and "trained with --prediction 'sample'" in init.stderr
+    shipped = read_model_index(weights_dir()).prediction
+    other = "sample" if shipped == "edm" else "edm"
+    init = _script("train_flow.py", *common, "--steps", "1", "--init", weights_dir(), "--prediction", other)
+    assert init.returncode != 0 and f"trained with --prediction '{shipped}'" in init.stderr
     for bad in (("--skip-std", "0.12"), ("--prediction", "edm", "--skip-std", "0")):
         refused = _script("train_flow.py", *common, *bad, "--steps", "1")
         assert refused.returncode != 0 and "--skip-std" in refused.stderr
