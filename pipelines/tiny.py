@@ -3,9 +3,9 @@
 Family facts: pixel space, no learned autoencoder: the latents are the RGB images in [-1, 1] with
 each f×f block folded into channels, ``(B, 3f², H/f, W/f)`` (f = 4 for the shipped model, read from
 the UNet's input channels; ``vae_scale_factor`` f; decode and
-encode are exact reshapes). A small ``UNet2DConditionModel`` predicts the clean image x̂0 at
-timestep σ·1000 (alone, or as a correction to EDM's skip of the input when ``model_index.json``
-says ``"prediction": "edm"``, the skip sized by its ``skip_data_std``) and the velocity is
+encode are exact reshapes). A small ``UNet2DConditionModel`` gives the clean image x̂0 at
+timestep σ·1000 (directly, or as a correction to EDM's skip of the input when ``model_index.json``
+says ``"prediction": "edm"``, the skip sized by its ``skip_data_std``: the shipped model) and the velocity is
 ``(x_σ − x̂0)/σ``; sides are multiples of 16 and at least 64.
 Text from frozen all-MiniLM-L6-v2 (token states for cross-attention, the mean-pooled vector added
 to the timestep embedding) loaded from its wheel; true classifier-free guidance against the empty
@@ -167,7 +167,7 @@ class TinyBackbone:
     ) -> torch.Tensor:
         """Guided ``v = (x_σ − x̂0)/σ`` for folded latents ``(B, 3f², h, w)``; CFG mixes the two velocities."""
         if not 0 < sigma <= 1:
-            raise ValueError(f"sigma must be in (0, 1] for a clean-image-predicting model, got {sigma!r}")
+            raise ValueError(f"sigma must be in (0, 1] for a model giving the clean image, got {sigma!r}")
         x = latents.to(self.dtype)
         text = embeddings.cond
         cfg = guidance > 1 and embeddings.uncond is not None

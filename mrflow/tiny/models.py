@@ -8,10 +8,11 @@ A flow model on losslessly rearranged pixels, no learned autoencoder:
   network runs at 1/f of the side. The fold is read back from the UNet's input channels (3f²) and
   recorded in ``model_index.json``.
 * ``unet``: a small ``diffusers.UNet2DConditionModel`` (three levels; self- and cross-attention at
-  the two coarser ones) predicting the clean image x̂0 (:mod:`mrflow.tiny.training` says why); the
-  velocity is ``(x_σ − x̂0)/σ``. Conditioned on the all-MiniLM-L6-v2
-  token states (384-d, cross-attention) and the mean-pooled sentence vector (384-d, added to the
-  timestep embedding). Weights are stored in fp16 to keep the package small and loaded in fp32 on CPU.
+  the two coarser ones) giving the clean image x̂0, in the shipped model as a correction to a narrow
+  skip of its input (:mod:`mrflow.tiny.training` says why); the velocity is ``(x_σ − x̂0)/σ``.
+  Conditioned on the all-MiniLM-L6-v2 token states (384-d, cross-attention) and the mean-pooled
+  sentence vector (384-d, added to the timestep embedding). Weights are stored in fp16 to keep the
+  package small and loaded in fp32 on CPU.
 * ``scheduler``: ``FlowMatchEulerDiscreteScheduler`` with a shift that grows with the latent size.
 
 Why a UNet and not a pixel transformer: a 3.7 M-parameter MMDiT on 16-px patches, trained an hour on
