@@ -6,15 +6,16 @@
     python scripts/train_flow.py --init DIR --out DIR2 --steps 2800 --precision bf16 --lr-schedule cosine
                                                                       # a second run from that model
 
-The README gives the two runs that made the shipped weights.
+The README gives the run that made the shipped weights (``--prediction edm --skip-std 0.06``).
 
 Each step trains at one resolution drawn from ``--size-weights`` with that size's batch; σ is drawn
 from a logit-normal / uniform / refine-range mixture (:class:`mrflow.tiny.training.SigmaSampling`);
-captions are dropped with ``--drop`` for classifier-free guidance. ``--prediction``, ``--fold``
-and ``--channels``/``--layers-per-block`` change what the UNet predicts, its pixel fold and its size (for experiments;
-the shipped model uses the defaults). An EMA of the weights is kept
-and exported. Checkpoints (``last.pt``) and ``train.log`` go to ``--out`` (default
-``~/.cache/mrflow/train/flow``); ``--export`` writes the complete model folder.
+captions are dropped with ``--drop`` for classifier-free guidance. ``--prediction`` and
+``--skip-std`` set how the UNet's output becomes the clean image (:mod:`mrflow.tiny.training`);
+``--fold`` and ``--channels``/``--layers-per-block`` set its pixel fold and size (the shipped model
+keeps their defaults). An EMA of the weights is kept and exported. Checkpoints (``last.pt``) and
+``train.log`` go to ``--out`` (default ``~/.cache/mrflow/train/flow``); ``--export`` writes the
+complete model folder.
 """
 
 from __future__ import annotations
