@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from mrflow.images import unit_to_vae
 from mrflow.pipelines.tiny import TinyBackbone
-from mrflow.scenes import render, sample_scenes
-from mrflow.tiny.data import to_unit_batch
+from mrflow.scenes import render_scenes, sample_scenes
 from mrflow.tiny.models import fold
 from mrflow.tiny.training import denoising_error
 
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     scenes = sample_scenes(args.seed, args.count)
-    images = to_unit_batch(torch.stack([torch.from_numpy(render(s, args.size)) for s in scenes]).numpy())
+    images = unit_to_vae(render_scenes(scenes, args.size))  # the model's pixel range, [-1, 1]
     rows: list[tuple[str, list[float]]] = []
     for folder in args.models:
         backbone = TinyBackbone.from_pretrained(folder, device="cpu")

@@ -182,8 +182,10 @@ def main() -> None:
         generator.set_state(state["generator"])
         step, seconds = int(state["step"]), float(state["seconds"])
         log.info("resumed from %s at step %d (%.0f s trained)", checkpoint, step, seconds)
-    args.prediction = args.prediction or "sample"
-    args.skip_std = args.skip_std or SIGMA_DATA
+    if args.prediction is None:  # neither given nor found in --init or a checkpoint
+        args.prediction = "sample"
+    if args.skip_std is None:
+        args.skip_std = SIGMA_DATA
     if args.prediction != "edm" and args.skip_std != SIGMA_DATA:
         raise SystemExit("--skip-std only applies to --prediction edm")
     images = {size: load_images(args.data, size) for size in SIZES}
