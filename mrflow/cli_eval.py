@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from mrflow.cli_args import add_model_arguments, positive_int
+from mrflow.cli_args import add_model_arguments, nonnegative_float, positive_int
 
 REPORT_FILES = ("report.json", "report.md", "grid.png")
 
@@ -30,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="image seeds, one run of every prompt each")
     p.add_argument("--size", type=positive_int, default=256, help="target side in pixels (default 256)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="prompts per pipeline call (default 1)")
+    p.add_argument("--guidance", type=nonnegative_float, default=None, help="guidance scale (default: the backbone's)")
     p.add_argument("--grid-rows", type=positive_int, default=8, help="prompts shown in grid.png (default 8)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and grid.png")
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             width=args.size,
             batch_size=args.batch_size,
             grid_rows=args.grid_rows,
+            guidance_scale=args.guidance,
             progress=bar.update,
         )
     summary = {

@@ -174,6 +174,7 @@ def run_benchmark(
     width: int = 256,
     batch_size: int = 1,
     grid_rows: int = 8,
+    guidance_scale: float | None = None,
     warmup: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
@@ -189,6 +190,7 @@ def run_benchmark(
         height, width: target size in pixels (the detector needs square images).
         batch_size: prompts per pipeline call; the time per image is the call's time / batch size.
         grid_rows: prompts shown in the grid.
+        guidance_scale: passed to every call (both flow stages); ``None`` keeps the backbone's default.
         warmup: run one unscored call per preset first, so lazy initialisation is not timed.
         progress: called with the number of prompts just finished (with every preset), e.g. a bar's update.
 
@@ -201,7 +203,11 @@ def run_benchmark(
     if not presets or batch_size < 1 or not seeds:
         raise ValueError(f"need presets, seeds and batch_size >= 1, got {presets!r}, {seeds!r}, {batch_size!r}")
     items = benchmark_prompts() if prompts is None else as_benchmark_prompts(prompts)
-    size = {"height": height, "width": width}
+    if guidance_scale is not None and not guidance_scale >= 0:
+        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
+    size: dict[str, Any] = {"height": height, "width": width}
+    if guidance_scale is not None:
+        size["guidance_scale"] = guidance_scale
     if warmup:
         for preset in presets:
             pipeline([items[0].text], **size, preset=preset, seed=[0], output_type="pt")
@@ -217,6 +223,7 @@ def run_benchmark(
             if progress is not None:
                 progress(len(batch))
     report = _report(items, presets, seeds, (height, width), batch_size, runs)
+    report["benchmark"]["guidance_scale"] = guidance_scale
     if out_dir is not None:
         examples = {preset: {k: torch.cat(v) for k, v in run.examples.items()} for preset, run in runs.items()}
         write_report(report, examples, [item.text for item in items[:grid_rows]], Path(out_dir))

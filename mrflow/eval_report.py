@@ -17,6 +17,10 @@ TEXT_COLUMN = 200  # width of the prompt column in the grid, pixels
 LABEL_HEIGHT = 18  # column titles above the grid, pixels
 
 
+def _guidance(scale: float | None) -> str:
+    return "the backbone's default" if scale is None else f"{scale:g}"
+
+
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -39,7 +43,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         "",
         f"{bench['num_prompts']} prompts ({', '.join(f'{n} {k}' for k, n in bench['kinds'].items())}) × "
         f"{len(bench['seeds'])} seed(s) at {bench['size'][0]}×{bench['size'][1]}, "
-        f"batch {bench['batch_size']}; "
+        f"batch {bench['batch_size']}, guidance {_guidance(bench.get('guidance_scale'))}; "
         f"speedup against `{bench['baseline']}` in the same run. Accuracy in %; overall = every attribute "
         "of the prompt right.",
         "",

@@ -40,3 +40,7 @@ def test_eval_oracle_scores_everything_and_never_clobbers(tmp_path: Path) -> Non
         timeout=300,
     )
     assert bad.returncode == 2 and "argument --presets" in bad.stderr
+    negative = subprocess.run(
+        [*command[:4], "--guidance", "-2", "--out", str(tmp_path / "y")], capture_output=True, text=True, timeout=300
+    )
+    assert negative.returncode == 2 and "--guidance" in negative.stderr and not (tmp_path / "y").exists()

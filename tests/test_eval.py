@@ -72,6 +72,30 @@ def test_prompt_ignoring_pipeline_scores_low():
     assert done == [6] * 5  # one progress call per batch, counting prompts
 
 
+class GuidanceRecordingOracle(OraclePipeline):
+    """The oracle, also taking a guidance scale, which it records in each output's config."""
+
+    def __call__(self, prompt, guidance_scale=None, **kwargs):
+        out = super().__call__(prompt, **kwargs)
+        out.config["guidance_scale"] = guidance_scale
+        return out
+
+
+def test_guidance_reaches_every_call_and_the_report(tmp_path):
+    prompts = benchmark_prompts(4)
+    report = run_benchmark(
+        GuidanceRecordingOracle(), prompts, ("native", "12plus1"), out_dir=tmp_path, guidance_scale=6.5
+    )
+    assert report["benchmark"]["guidance_scale"] == 6.5
+    assert {entry["config"]["guidance_scale"] for entry in report["presets"].values()} == {6.5}
+    assert "guidance 6.5;" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    default = run_benchmark(GuidanceRecordingOracle(), prompts, ("native",), warmup=False)
+    assert default["benchmark"]["guidance_scale"] is None
+    assert default["presets"]["native"]["config"]["guidance_scale"] is None  # not passed: the backbone's own
+    with pytest.raises(ValueError, match="guidance_scale"):
+        run_benchmark(GuidanceRecordingOracle(), prompts, ("native",), guidance_scale=-1.0)
+
+
 def test_free_text_prompts_in_the_grammar_are_parsed():
     items = as_benchmark_prompts(["two red stars", "a blue ring to the left of a small green square"])
     assert [item.prompt.kind for item in items] == ["count", "relation"]
