@@ -17,7 +17,12 @@ TEXT_COLUMN = 200  # width of the prompt column in the grid, pixels
 LABEL_HEIGHT = 18  # column titles above the grid, pixels
 
 
-def _guidance(scale: float | None) -> str:
+def _guidance(report: dict[str, Any]) -> str:
+    """The guidance scale of the run: the one passed, else the one every output recorded."""
+    scale = report["benchmark"].get("guidance_scale")
+    if scale is None:
+        used = {entry["config"].get("guidance_scale") for entry in report["presets"].values()}
+        scale = used.pop() if len(used) == 1 else None
     return "the backbone's default" if scale is None else f"{scale:g}"
 
 
@@ -43,7 +48,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         "",
         f"{bench['num_prompts']} prompts ({', '.join(f'{n} {k}' for k, n in bench['kinds'].items())}) × "
         f"{len(bench['seeds'])} seed(s) at {bench['size'][0]}×{bench['size'][1]}, "
-        f"batch {bench['batch_size']}, guidance {_guidance(bench.get('guidance_scale'))}; "
+        f"batch {bench['batch_size']}, guidance {_guidance(report)}; "
         f"speedup against `{bench['baseline']}` in the same run. Accuracy in %; overall = every attribute "
         "of the prompt right.",
         "",

@@ -342,5 +342,10 @@ class MrFlowPipeline:
             refine_sigma=run.sigmas["refine"][0] if staged else None,
             size=request.size,
             low_res_size=request.low_res_size,
-            config={"mode": "staged" if staged else "native", **dataclasses.asdict(config)},
+            # the resolved guidance too, so an image's record does not depend on a default that may change
+            config={
+                "mode": "staged" if staged else "native",
+                **dataclasses.asdict(config),
+                "guidance_scale": request.guidance,
+            },
         )

@@ -133,5 +133,6 @@ def test_real_pipeline_end_to_end(tiny_flux_pipe, tmp_path):
     entry = report["presets"]["12plus1"]
     assert 0.0 <= entry["accuracy"]["overall"] <= 1.0 and entry["speedup"] == pytest.approx(1.0)
     assert entry["stage_seconds"]["low_res_sampling"] > 0 and entry["config"]["mode"] == "staged"
+    assert "guidance 3.5;" in (tmp_path / "report.md").read_text(encoding="utf-8")  # FLUX's default, as used
     with Image.open(tmp_path / "grid.png") as grid:  # prompt + low-res + upscaled + refined
         assert grid.size == (200 + 3 * 192, 18 + 2 * 192)

@@ -51,6 +51,12 @@ def test_flux_native_matches_diffusers(flux: MrFlowPipeline, tiny_flux_pipe: Flu
     )
     assert out.images.shape == ref.shape == (2, 3, 48, 64)
     assert (out.images - ref).abs().max().item() <= 1e-4
+    assert out.config["guidance_scale"] == guidance  # the output records the guidance it used
+
+
+def test_output_records_the_default_guidance(flux: MrFlowPipeline) -> None:
+    out = flux(PROMPTS[:1], preset="native", num_inference_steps=1, seed=0, output_type="pt", height=32, width=32)
+    assert out.config["guidance_scale"] == flux.backbone.default_guidance == 3.5
 
 
 def test_flux_native_matches_diffusers_true_cfg(tiny_flux_pipe: FluxPipeline) -> None:
