@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from diffusers import UNet2DConditionModel
+from PIL import Image
 
 from mrflow.tiny import weights_dir
 from mrflow.tiny.data import load_captions, load_checkpoint, load_images
@@ -103,3 +104,25 @@ def test_denoise_error_table_of_the_shipped_model() -> None:
     given, shipped = rows["noisy input"], rows[str(weights_dir())]
     assert given[0] == pytest.approx(0.0004 * 1.4, rel=0.5)  # σ²·E[(ε − x0)²], E ≈ 1 + σ_d²
     assert shipped[1] < given[1] / 10  # a trained model removes most of heavy noise
+
+
+def test_shape_check_on_ground_truth_and_the_shipped_model(tmp_path: Path) -> None:
+    oracle = _script("shape_check.py", "--oracle", "--colours", "2", "--threads", "1")
+    assert oracle.returncode == 0, oracle.stderr[-2000:]
+    assert "shape right 12/12" in oracle.stdout  # the detector reads every rendered shape
+
+    grid = tmp_path / "shapes.png"
+    shipped = _script("shape_check.py", weights_dir(), "--colours", "2", "--grid", grid, "--threads", "1")
+    assert shipped.returncode == 0, shipped.stderr[-2000:]
+    rows = [line for line in shipped.stdout.splitlines() if line.startswith("| ") and "asked" not in line]
+    counts = [[int(v) for v in row.strip("| ").split("|")[1:]] for row in rows]
+    assert len(counts) == 6 and all(sum(row) == 2 for row in counts)  # 2 seeds per shape word
+    right = sum(row[i] for i, row in enumerate(counts))
+    assert f"shape right {right}/12" in shipped.stdout
+    with Image.open(grid) as image:
+        assert image.size == (2 * 64, 6 * 64)  # one column per seed, one row per shape
+    before = grid.read_bytes()
+    again = _script("shape_check.py", weights_dir(), "--colours", "2", "--grid", grid)
+    assert again.returncode == 2 and "exists" in again.stderr and grid.read_bytes() == before
+    both = _script("shape_check.py", weights_dir(), "--oracle")
+    assert both.returncode == 2 and "not both" in both.stderr
