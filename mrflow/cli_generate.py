@@ -95,6 +95,9 @@ def _specs_and_settings(args: argparse.Namespace) -> tuple[list[PromptSpec], dic
             raise ValueError("--from-png cannot be combined with prompts or --prompts-file")
         meta = read_png_metadata(args.from_png)
         settings = {k: v for k, v in meta["settings"].items() if k in SETTING_KEYS}
+        recorded = meta.get("config", {}).get("guidance_scale")
+        if settings.get("guidance_scale") is None and recorded is not None:
+            settings["guidance_scale"] = recorded  # the scale used, even if it was a default changed since
         for key in ("backbone", "upscaler", "dtype"):
             if getattr(args, key) is None:
                 setattr(args, key, meta.get(key))

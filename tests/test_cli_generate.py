@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from mrflow.cli import main
-from mrflow.generate import PromptSpec, plan_jobs, read_png_metadata, read_prompt_file, slugify
+from mrflow.generate import PromptSpec, plan_jobs, png_text, read_png_metadata, read_prompt_file, slugify
 
 FAST = ["--height", "32", "--width", "32", "--low-res-steps", "2", "--quiet"]
 
@@ -83,6 +84,28 @@ def test_generate_writes_pngs_with_metadata_and_from_png_reproduces(flux_dir: Pa
     assert result.returncode == 0, result.stderr
     (copy,) = again.glob("*-a-dog.png")
     assert np.array_equal(pixels(copy), pixels(out / "00002-a-dog.png"))
+
+
+def test_from_png_replays_the_recorded_guidance_not_todays_default(flux_dir: Path, tmp_path: Path) -> None:
+    """An image made with a default guidance is replayed with that scale, even once the default differs:
+    here its record is rewritten to say it was made at 1.0 (FLUX's default today is 3.5)."""
+    args = ["generate", "a red cat", "--backbone", flux_dir, "--seed", "4", *FAST]
+    assert mrflow(*args, "--out", tmp_path / "default").returncode == 0
+    (made,) = (tmp_path / "default").glob("*.png")
+    meta = read_png_metadata(made)
+    assert meta["config"]["guidance_scale"] == 3.5 and "guidance_scale" not in meta["settings"]
+    meta["config"]["guidance_scale"] = 1.0
+    info = PngInfo()
+    for key, value in png_text(meta).items():
+        info.add_text(key, value)
+    older = tmp_path / "older.png"
+    with Image.open(made) as image:
+        image.save(older, pnginfo=info)
+    assert mrflow("generate", "--from-png", older, "--out", tmp_path / "replay", "--quiet").returncode == 0
+    assert mrflow(*args, "--guidance", "1", "--out", tmp_path / "at1").returncode == 0
+    (replayed,), (at1,) = (tmp_path / "replay").glob("*.png"), (tmp_path / "at1").glob("*.png")
+    assert np.array_equal(pixels(replayed), pixels(at1))
+    assert not np.array_equal(pixels(at1), pixels(made))  # the scale matters for this model
 
 
 def test_no_overwrite_then_resume_then_overwrite(flux_dir: Path, tmp_path: Path) -> None:
