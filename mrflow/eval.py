@@ -205,12 +205,12 @@ def run_benchmark(
     items = benchmark_prompts() if prompts is None else as_benchmark_prompts(prompts)
     if guidance_scale is not None and not guidance_scale >= 0:
         raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
-    size: dict[str, Any] = {"height": height, "width": width}
+    settings: dict[str, Any] = {"height": height, "width": width}  # passed to every pipeline call
     if guidance_scale is not None:
-        size["guidance_scale"] = guidance_scale
+        settings["guidance_scale"] = guidance_scale
     if warmup:
         for preset in presets:
-            pipeline([items[0].text], **size, preset=preset, seed=[0], output_type="pt")
+            pipeline([items[0].text], **settings, preset=preset, seed=[0], output_type="pt")
     runs = {preset: _PresetRun() for preset in presets}
     logger.info("benchmark: %d prompts × %d seeds, presets %s", len(items), len(seeds), list(presets))
     for seed in seeds:
@@ -218,7 +218,7 @@ def run_benchmark(
             batch = items[start : start + batch_size]
             image_seeds = [seed * 100_003 + start + i for i in range(len(batch))]
             for preset in presets:  # interleaved, so load changes on the machine hit every preset alike
-                out = pipeline([p.text for p in batch], **size, preset=preset, seed=image_seeds, output_type="pt")
+                out = pipeline([p.text for p in batch], **settings, preset=preset, seed=image_seeds, output_type="pt")
                 runs[preset].add(preset, batch, image_seeds, out, grid_rows)
             if progress is not None:
                 progress(len(batch))
