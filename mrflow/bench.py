@@ -88,9 +88,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def _call(pipe: Any, preset: str, settings: BenchSettings, seed: int) -> MrFlowOutput:
     prompts = [settings.prompt] * settings.batch_size
-    return pipe(
-        prompts, height=settings.height, width=settings.width, preset=preset, seed=seed, output_type="pt"
-    )
+    return pipe(prompts, height=settings.height, width=settings.width, preset=preset, seed=seed, output_type="pt")
 
 
 def run_bench(pipe: Any, settings: BenchSettings) -> dict[str, Any]:
@@ -160,11 +158,7 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown table: median seconds per stage, total, speedup, memory."""
     env, results = report["environment"], report["results"]
     stages = [s for s in STAGES if any(r["stage_seconds"][s]["median"] > 0 for r in results.values())]
-    weights = (
-        "RANDOM weights (real-size architecture; latency only)"
-        if env["random_weights"]
-        else "pretrained weights"
-    )
+    weights = "RANDOM weights (real-size architecture; latency only)" if env["random_weights"] else "pretrained weights"
     lines = [
         f"# mrflow bench: {env['backbone']} ({weights})",
         "",
@@ -204,10 +198,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, overwrite: bool
     atomic_write(paths["json"], lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite)
     md = markdown(report)
     atomic_write(paths["md"], lambda tmp: tmp.write_text(md, encoding="utf-8"), overwrite=overwrite)
-    rows = [
-        (name, {s: v["median"] for s, v in r["stage_seconds"].items()})
-        for name, r in report["results"].items()
-    ]
+    rows = [(name, {s: v["median"] for s, v in r["stage_seconds"].items()}) for name, r in report["results"].items()]
     env = report["environment"]
     title = f"{env['backbone']} on {env['device_name']}: median seconds per stage" + (
         " (random weights)" if env["random_weights"] else ""

@@ -32,11 +32,7 @@ def stacked_bars(
         title: drawn above the bars.
         path: PNG destination, written atomically.
     """
-    stages = [
-        s
-        for s in dict.fromkeys(k for _, parts in rows for k in parts)
-        if any(p.get(s, 0) > 0 for _, p in rows)
-    ]
+    stages = [s for s in dict.fromkeys(k for _, parts in rows for k in parts) if any(p.get(s, 0) > 0 for _, p in rows)]
     colours = {stage: PALETTE[i % len(PALETTE)] for i, stage in enumerate(stages)}
     font = ImageFont.load_default()
     width, left, right, bar, gap, top = 900, 150, 110, 26, 12, 40

@@ -56,9 +56,7 @@ def device_name(text: str) -> str:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("models")
     g.add_argument("--backbone", help="hub id or diffusers folder (default: the embedded tiny model)")
-    g.add_argument(
-        "--upscaler", help="built-in upscaler name, weights file, or 'bicubic' (default: the backbone's)"
-    )
+    g.add_argument("--upscaler", help="built-in upscaler name, weights file, or 'bicubic' (default: the backbone's)")
     g.add_argument("--device", type=device_name, help="cpu, cuda, cuda:1, ... (default: CUDA if available)")
     g.add_argument(
         "--dtype",

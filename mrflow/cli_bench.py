@@ -24,9 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="build a real-size architecture with random weights instead of loading one: a shipped "
         "name (flux1-dev, flux1-schnell, sd3.5-medium) or a JSON file; latency only",
     )
-    p.add_argument(
-        "--presets", default="native,12plus1,20plus1", help="comma-separated presets (default %(default)s)"
-    )
+    p.add_argument("--presets", default="native,12plus1,20plus1", help="comma-separated presets (default %(default)s)")
     p.add_argument("--height", type=positive_int, help="target height (default: the backbone's)")
     p.add_argument("--width", type=positive_int, help="target width (default: the backbone's)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per preset first (default 1)")
@@ -76,9 +74,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # the pipeline's validation for this backbone (sizes, ...)
         return _error(str(exc))
     paths = write_report(report, args.out, overwrite=args.overwrite)
-    print(
-        paths["md"] if args.quiet else markdown(report) + f"\nwritten: {', '.join(map(str, paths.values()))}"
-    )
+    print(paths["md"] if args.quiet else markdown(report) + f"\nwritten: {', '.join(map(str, paths.values()))}")
     return 0
 
 

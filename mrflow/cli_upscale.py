@@ -65,9 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--tile", type=_tile, default=None, help="tile side in px, 0 = never, auto (default)")
-    parser.add_argument(
-        "--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="compute dtype"
-    )
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="compute dtype")
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -101,8 +99,7 @@ def _check_arguments(args: argparse.Namespace) -> tuple[torch.device, UpscalerCo
     spec = args.upscaler
     if spec not in available_upscalers() and not Path(spec).is_file():
         parser.error(
-            f"argument --upscaler: {spec!r} is neither a file nor a built-in name "
-            f"({', '.join(available_upscalers())})"
+            f"argument --upscaler: {spec!r} is neither a file nor a built-in name ({', '.join(available_upscalers())})"
         )
     if args.scale is not None and args.scale > MAX_SCALE:
         parser.error(f"argument --scale: must be at most {MAX_SCALE:g}, got {args.scale:g}")

@@ -83,9 +83,7 @@ def config_from_dict(name: str, data: dict[str, Any]) -> SamplingConfig:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(
-            f"preset {name!r}: unknown keys {unknown} for mode {mode!r} (known: {sorted(known)})"
-        )
+        raise ValueError(f"preset {name!r}: unknown keys {unknown} for mode {mode!r} (known: {sorted(known)})")
     return cls(**data)
 
 
@@ -190,12 +188,7 @@ class BackboneDefaults:
             raise ValueError(f"{self.variant}: default_preset {self.default_preset!r} is not a preset")
         for ratio, entry in self.sizes.items():
             for side in (*entry.target, *entry.low_res):
-                if (
-                    isinstance(side, bool)
-                    or not isinstance(side, int)
-                    or side <= 0
-                    or side % self.size_multiple
-                ):
+                if isinstance(side, bool) or not isinstance(side, int) or side <= 0 or side % self.size_multiple:
                     raise ValueError(
                         f"{self.variant}: size {ratio!r} has side {side!r}, "
                         f"not a positive multiple of {self.size_multiple}"

@@ -81,9 +81,7 @@ def _parse_jsonl_line(path: Path, number: int, line: str) -> PromptSpec:
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}")
     seed = data.get("seed")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
-    ):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise ValueError(f"{where}: seed must be an integer in [0, 2**63 - 1], got {seed!r}")
     negative = data.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
@@ -128,9 +126,7 @@ def batches(jobs: list[Job], batch_size: int) -> Iterable[list[Job]]:
     """Consecutive jobs sharing a negative prompt (or none), at most ``batch_size`` at a time."""
     batch: list[Job] = []
     for job in jobs:
-        if batch and (
-            len(batch) == batch_size or (job.negative_prompt is None) != (batch[0].negative_prompt is None)
-        ):
+        if batch and (len(batch) == batch_size or (job.negative_prompt is None) != (batch[0].negative_prompt is None)):
             yield batch
             batch = []
         batch.append(job)
@@ -214,9 +210,7 @@ def run_jobs(
     records = []
     for batch in batches(jobs, batch_size):
         negatives = None if batch[0].negative_prompt is None else [j.negative_prompt for j in batch]
-        output = pipe(
-            [j.prompt for j in batch], negatives, seed=[j.seed for j in batch], output_type="pt", **settings
-        )
+        output = pipe([j.prompt for j in batch], negatives, seed=[j.seed for j in batch], output_type="pt", **settings)
         for i, job in enumerate(batch):
             metadata = image_metadata(job, output, i, settings, source)
             save_image(job.path, output.images[i], overwrite=overwrite, pnginfo=png_text(metadata))
@@ -224,9 +218,7 @@ def run_jobs(
                 paths = intermediate_paths(job.path)
                 save_image(paths["low_res"], output.low_res_images[i], overwrite=overwrite)
                 save_image(paths["upscaled"], output.upscaled_images[i], overwrite=overwrite)
-            records.append(
-                {"index": job.index, "path": job.path.name, "prompt": job.prompt, "seed": job.seed}
-            )
+            records.append({"index": job.index, "path": job.path.name, "prompt": job.prompt, "seed": job.seed})
         if on_batch is not None:
             on_batch(batch, output)
     return records

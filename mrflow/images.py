@@ -37,9 +37,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return scaled.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def convert_output(
-    images: torch.Tensor, output_type: OutputType
-) -> list[Image.Image] | torch.Tensor | np.ndarray:
+def convert_output(images: torch.Tensor, output_type: OutputType) -> list[Image.Image] | torch.Tensor | np.ndarray:
     """``(B, 3, H, W)`` in [0, 1] → PIL list, the tensor itself, or ``(B, H, W, 3)`` float32 numpy."""
     if output_type == "pt":
         return images

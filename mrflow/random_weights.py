@@ -113,9 +113,7 @@ def build_random_pipeline(
     source = f"random:{name_or_path}"
     logger.info("built %s with random weights on %s (%s)", name_or_path, device, dtype)
     if config["pipeline"] == "FluxPipeline":
-        pipe = FluxPipeline(
-            scheduler=scheduler, tokenizer=clip_tokenizer(), tokenizer_2=t5_tokenizer(), **modules
-        )
+        pipe = FluxPipeline(scheduler=scheduler, tokenizer=clip_tokenizer(), tokenizer_2=t5_tokenizer(), **modules)
         return FluxBackbone(pipe, source=source)
     pipe = StableDiffusion3Pipeline(
         scheduler=scheduler,

@@ -37,9 +37,7 @@ def generators(seeds: list[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
 
-def draw_noise(
-    shape: tuple[int, ...], gens: list[torch.Generator], device: torch.device | str
-) -> torch.Tensor:
+def draw_noise(shape: tuple[int, ...], gens: list[torch.Generator], device: torch.device | str) -> torch.Tensor:
     """Standard normal noise ``(len(gens), *shape)``: one float32 draw per generator (on the
     generator's own device, the CPU for seeds), then moved to ``device``."""
     draws = [torch.randn(shape, generator=g, device=g.device, dtype=torch.float32).to(device) for g in gens]

@@ -111,13 +111,9 @@ class Flux2KleinBackbone(PipelineBackbone):
     def native_sigmas(self, num_steps: int, height: int, width: int) -> torch.Tensor:
         tokens = (height // self.size_multiple) * (width // self.size_multiple)
         mu = empirical_mu(tokens, num_steps)
-        return scheduler_sigmas(
-            self.pipe.scheduler.config, num_steps, tokens, linspace_sigmas(num_steps), mu=mu
-        )
+        return scheduler_sigmas(self.pipe.scheduler.config, num_steps, tokens, linspace_sigmas(num_steps), mu=mu)
 
-    def _transformer(
-        self, tokens: torch.Tensor, sigma: float, emb: Flux2Embeddings, ids: torch.Tensor
-    ) -> torch.Tensor:
+    def _transformer(self, tokens: torch.Tensor, sigma: float, emb: Flux2Embeddings, ids: torch.Tensor) -> torch.Tensor:
         timestep = torch.full((tokens.shape[0],), sigma, device=self.device, dtype=tokens.dtype)
         return self.pipe.transformer(
             hidden_states=tokens,
@@ -145,9 +141,7 @@ class Flux2KleinBackbone(PipelineBackbone):
     def _bn_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         vae = self.pipe.vae
         mean = vae.bn.running_mean.view(1, -1, 1, 1).to(like.device, like.dtype)
-        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(
-            like.device, like.dtype
-        )
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(like.device, like.dtype)
         return mean, std
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

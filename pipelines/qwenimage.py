@@ -62,9 +62,7 @@ class QwenImageBackbone(PipelineBackbone):
         self.source = source
         self.max_sequence_length = max_sequence_length
         if pipe.transformer.config.guidance_embeds:
-            raise ValueError(
-                "guidance-embedding Qwen-Image transformers are not supported (Qwen-Image has none)"
-            )
+            raise ValueError("guidance-embedding Qwen-Image transformers are not supported (Qwen-Image has none)")
         self.latent_channels = pipe.vae.config.z_dim
         self.vae_scale_factor = 2 ** len(pipe.vae.temperal_downsample)
         self.size_multiple = self.vae_scale_factor * 2

@@ -132,9 +132,7 @@ class ZImageBackbone(PipelineBackbone):
         outputs = [o.float() for o in outputs]
         if cfg:
             pos, neg = outputs[:batch], outputs[batch:]
-            outputs = [
-                zimage_cfg(p, n, guidance, self.cfg_normalization) for p, n in zip(pos, neg, strict=True)
-            ]
+            outputs = [zimage_cfg(p, n, guidance, self.cfg_normalization) for p, n in zip(pos, neg, strict=True)]
         return -torch.stack(outputs).squeeze(2)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -72,9 +72,7 @@ class SigmaSampling:
             raise ValueError(f"need 0 <= refine_low < refine_high <= 1, got {self.refine_low}, {self.refine_high}")
 
 
-def sample_sigmas(
-    count: int, sampling: SigmaSampling, generator: torch.Generator, shift: float = 1.0
-) -> torch.Tensor:
+def sample_sigmas(count: int, sampling: SigmaSampling, generator: torch.Generator, shift: float = 1.0) -> torch.Tensor:
     """``(count,)`` float32 σ in (0, 1) drawn from the mixture on a CPU generator.
 
     ``shift`` (≥ 1 moves mass to high noise) applies to the logit-normal and uniform components, not

@@ -58,9 +58,7 @@ def load_upscaler(
         return SpandrelUpscaler.from_builtin(spec, device, config)
     if isinstance(spec, Path) or (isinstance(spec, str) and _looks_like_path(spec)):
         return SpandrelUpscaler.from_file(spec, device, config)
-    raise ValueError(
-        f"unknown upscaler {spec!r}: expected a weights file or one of {', '.join(available_upscalers())}"
-    )
+    raise ValueError(f"unknown upscaler {spec!r}: expected a weights file or one of {', '.join(available_upscalers())}")
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -46,12 +46,8 @@ class BuiltinUpscaler:
 
 _BUILTINS = (
     BuiltinUpscaler("realesrgan-x4plus", "REALESRGAN_X4PLUS_UP4X", "rrdb", "RRDBNet 23 blocks, ×4, photos"),
-    BuiltinUpscaler(
-        "realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", "rrdb", "RRDBNet 6 blocks, ×4, anime"
-    ),
-    BuiltinUpscaler(
-        "realesr-animevideov3", "REALESRGAN_ANIMAVIDEOV3_UP4X", "compact", "SRVGGNetCompact, ×4, fast"
-    ),
+    BuiltinUpscaler("realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", "rrdb", "RRDBNet 6 blocks, ×4, anime"),
+    BuiltinUpscaler("realesr-animevideov3", "REALESRGAN_ANIMAVIDEOV3_UP4X", "compact", "SRVGGNetCompact, ×4, fast"),
 )
 
 

@@ -99,7 +99,5 @@ def check_sr_descriptor(descriptor: spandrel.ModelDescriptor, source: str) -> sp
             f"{source}: expected an RGB model, found {descriptor.input_channels} → "
             f"{descriptor.output_channels} channels"
         )
-    logger.info(
-        "loaded %s: %s ×%d %s", source, descriptor.architecture.name, descriptor.scale, descriptor.tags
-    )
+    logger.info("loaded %s: %s ×%d %s", source, descriptor.architecture.name, descriptor.scale, descriptor.tags)
     return descriptor.eval()

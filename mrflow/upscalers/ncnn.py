@@ -104,8 +104,7 @@ class _Reader:
         end = self.offset + nbytes
         if end > len(self.data):
             raise NcnnFormatError(
-                f".bin ends early: {what} needs {nbytes} bytes at offset {self.offset}, "
-                f"file has {len(self.data)}"
+                f".bin ends early: {what} needs {nbytes} bytes at offset {self.offset}, file has {len(self.data)}"
             )
         chunk = self.data[self.offset : end]
         self.offset = end

@@ -66,9 +66,7 @@ class UpscalerConfig:
         if self.tile_overlap < 0:
             raise ValueError(f"tile_overlap must be >= 0, got {self.tile_overlap}")
         if self.tile_size is not None and self.tile_size != 0 and self.tile_size <= 2 * self.tile_overlap:
-            raise ValueError(
-                f"tile_size {self.tile_size} must be 0, None or > 2 × tile_overlap ({self.tile_overlap})"
-            )
+            raise ValueError(f"tile_size {self.tile_size} must be 0, None or > 2 × tile_overlap ({self.tile_overlap})")
         if self.tile_size is not None and self.tile_size < 0:
             raise ValueError(f"tile_size must be None, 0 or positive, got {self.tile_size}")
         if self.memory_budget_mb is not None and self.memory_budget_mb <= 0:
