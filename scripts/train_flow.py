@@ -5,6 +5,7 @@
     python scripts/train_flow.py --steps 3000 --resume --export DIR   # continue the same run
     python scripts/train_flow.py --init DIR --out DIR2 --steps 2800 --precision bf16 --lr-schedule cosine
                                                                       # a second run from that model
+    python scripts/train_flow.py --device cuda --precision bf16 --steps 30000 --export DIR   # on a GPU
 
 The README gives the run that made the shipped weights (``--prediction edm --skip-std 0.06``).
 
@@ -119,6 +120,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ema", type=float, default=0.998)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the UNet trains: cpu (default) or cuda[:N]; data and σ draws stay on the CPU generator, "
+        "so a run resumes on either",
+    )
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     parser.add_argument("--init", type=Path, default=None, help="start from the UNet of this model folder")
@@ -139,8 +146,25 @@ def settle_prediction(args: argparse.Namespace, found: tuple[str, float], source
         )
 
 
+def resolve_device(name: str) -> torch.device:
+    """``--device`` as a torch device; refuse what this machine cannot run (named, before any work)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"--device: not a device: {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"--device: only cpu and cuda are supported, got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SystemExit(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def main() -> None:
     args = parse_args()
+    device = resolve_device(args.device)
     if args.skip_std is not None:
         try:
             check_skip_std(args.skip_std)
@@ -167,6 +191,7 @@ def main() -> None:
         settle_prediction(args, (index.prediction, index.skip_std), f"--init {args.init}")
         model.load_state_dict(UNet2DConditionModel.from_pretrained(args.init, subfolder="unet").state_dict())
         log.info("initialised from %s", args.init)
+    model.to(device)  # before the optimizer and the EMA copy, so both live on the device
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     generator = torch.Generator().manual_seed(args.seed)
@@ -195,7 +220,7 @@ def main() -> None:
     size_weights = torch.tensor(args.size_weights)
     log.info(
         "UNet %.3f M params, predicts %s (skip std %g); %d steps; sizes %s weights %s batches %s; "
-        "σ shifts %s; lr %g %s; %s",
+        "σ shifts %s; lr %g %s; %s on %s",
         count_parameters(model) / 1e6,
         args.prediction,
         args.skip_std,
@@ -207,6 +232,7 @@ def main() -> None:
         args.lr,
         args.lr_schedule,
         args.precision,
+        device,
     )
     smoothed: dict[int, float] = {}
     model.train()
@@ -219,10 +245,11 @@ def main() -> None:
             size, batch = SIZES[which], args.batch[which]
             index = torch.randint(len(images[size]), (batch,), generator=generator).sort().values
             x0 = fold(to_unit_batch(images[size][index.numpy()]), args.fold)  # sorted: sequential reads of the memmap
-            noise = torch.randn(x0.shape, generator=generator)
-            sigmas = sample_sigmas(batch, sampling, generator, shifts[size])
-            conditioning = drop_captions(text[index], null, args.drop, generator)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            sigmas = sample_sigmas(batch, sampling, generator, shifts[size]).to(device)
+            conditioning = drop_captions(text[index], null, args.drop, generator).to(device)
+            x0 = x0.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                 loss = flow_loss(model, x0, conditioning, sigmas, noise, args.prediction, args.skip_std)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

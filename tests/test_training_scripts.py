@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
@@ -47,11 +48,22 @@ def test_train_from_a_model_folder_then_resume_and_export(data: Path, tmp_path: 
     assert first.returncode == 0, first.stderr[-2000:]
     assert load_checkpoint(out / "last.pt")["step"] == 2
     second = _script(
-        "train_flow.py", *common, "--steps", "3", "--resume", "--lr-schedule", "cosine", "--export", export
+        "train_flow.py",
+        *common,
+        "--steps",
+        "3",
+        "--resume",
+        "--lr-schedule",
+        "cosine",
+        "--export",
+        export,
+        "--device",
+        "cpu",
     )
     assert second.returncode == 0, second.stderr[-2000:]
     log = (out / "train.log").read_text(encoding="utf-8")
     assert "resumed from" in log and "at step 2" in log
+    assert "bf16 on cpu" in log and "fp32 on cpu" in log  # each run logs its precision and device
     assert load_checkpoint(out / "last.pt")["step"] == 3
     shipped = UNet2DConditionModel.from_pretrained(weights_dir(), subfolder="unet").state_dict()
     trained = UNet2DConditionModel.from_pretrained(export, subfolder="unet").state_dict()
@@ -61,6 +73,15 @@ def test_train_from_a_model_folder_then_resume_and_export(data: Path, tmp_path: 
     assert json.loads((export / "model_index.json").read_text()) == json.loads(
         (weights_dir() / "model_index.json").read_text()
     )  # the export is a complete model folder like the shipped one
+
+
+def test_device_is_checked_before_any_work(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cuda = "this machine has" if torch.cuda.is_available() else "CUDA is not available"
+    for device, message in (("gpu", "not a device: 'gpu'"), ("mps", "only cpu and cuda"), ("cuda:99", cuda)):
+        result = _script("train_flow.py", "--data", data, "--out", out, "--steps", "1", "--device", device)
+        assert result.returncode != 0 and message in result.stderr, (device, result.stderr[-500:])
+        assert "--device" in result.stderr and not out.exists()  # refused before the run folder is made
 
 
 def test_architecture_and_prediction_options(data: Path, tmp_path: Path) -> None:
