@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -51,6 +54,30 @@ def device_name(text: str) -> str:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r} requested but CUDA is not available")
     return text
+
+
+def resolve_device(text: str) -> torch.device:
+    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` as a device this machine has.
+
+    Raises:
+        ValueError: naming the value, for anything else or a CUDA device that is not there.
+    """
+    import torch
+
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"not a device: {text!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"only cpu and cuda are supported, got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{text!r}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

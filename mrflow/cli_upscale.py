@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mrflow.cli_args import resolve_device
+
 # torch and the models are imported when the command runs, so building the parser stays instant.
 if TYPE_CHECKING:
     import torch
@@ -69,22 +71,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run, parser=parser)
 
 
-def _resolve_device(text: str) -> torch.device:
-    import torch
-
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise ValueError(f"unknown device {text!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA is not available on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {text!r}")
-    return device
-
-
 def _check_arguments(args: argparse.Namespace) -> tuple[torch.device, UpscalerConfig]:
     """Validate what argparse cannot; a bad argument exits with code 2 through ``parser.error``."""
     from mrflow.io import IMAGE_SUFFIXES
@@ -93,7 +79,7 @@ def _check_arguments(args: argparse.Namespace) -> tuple[torch.device, UpscalerCo
 
     parser: argparse.ArgumentParser = args.parser
     try:
-        device = _resolve_device(args.device)
+        device = resolve_device(args.device)
     except ValueError as exc:
         parser.error(f"argument --device: {exc}")
     spec = args.upscaler

@@ -32,6 +32,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from tqdm import tqdm
 
+from mrflow.cli_args import resolve_device
 from mrflow.tiny.data import (
     default_train_dir,
     load_caption_cache,
@@ -123,7 +124,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--device",
         default="cpu",
-        help="where the UNet trains: cpu (default) or cuda[:N]; data and σ draws stay on the CPU generator, "
+        help="where the UNet trains: cpu (default), cuda[:N] or auto; data and σ draws stay on the CPU generator, "
         "so a run resumes on either",
     )
     parser.add_argument("--save-every", type=int, default=100)
@@ -146,25 +147,12 @@ def settle_prediction(args: argparse.Namespace, found: tuple[str, float], source
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    """``--device`` as a torch device; refuse what this machine cannot run (named, before any work)."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SystemExit(f"--device: not a device: {name!r}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise SystemExit(f"--device: only cpu and cuda are supported, got {name!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit(f"--device {name}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SystemExit(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
 def main() -> None:
     args = parse_args()
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise SystemExit(f"--device: {error}") from None
     if args.skip_std is not None:
         try:
             check_skip_std(args.skip_std)
